@@ -1,0 +1,63 @@
+"""Data section: where click logs come from (generated or the user's files) and how they are read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Synthetic click logs with known ground truth (``data_gen``).
+
+    ``rows`` counts labelled rows over all splits; ``transfer_rows`` adds unlabelled rows
+    (a transfer set for distillation). Deterministic by ``seed``.
+    """
+
+    seed: int = 0
+    rows: int = 200_000
+    transfer_rows: int = 0
+    candidates_per_request: int = 128
+    n_users: int = 20_000
+    n_items: int = 50_000
+    n_categories: int = 200
+    n_contexts: int = 64
+    latent_dim: int = 8
+    zipf_exponent: float = 1.05
+    history_len: int = 20
+    long_history_len: int = 50
+    # True: some signal lives only in teacher_only features (privileged-features scenario).
+    # False: the same features exist but none is teacher_only (same-features scenario).
+    privileged: bool = True
+    base_ctr: float = 0.05
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    chunk_rows: int = 250_000
+
+    def __post_init__(self) -> None:
+        if self.rows < 1:
+            raise ValueError(f"rows must be >= 1, got {self.rows}")
+        if self.candidates_per_request < 1:
+            raise ValueError(f"candidates_per_request must be >= 1, got {self.candidates_per_request}")
+        if abs(sum(self.split) - 1.0) > 1e-6 or any(s < 0 for s in self.split):
+            raise ValueError(f"split must be three non-negative fractions summing to 1, got {self.split}")
+        if not 0.0 < self.base_ctr < 1.0:
+            raise ValueError(f"base_ctr must be in (0, 1), got {self.base_ctr}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``source: generate`` makes synthetic data; ``source: files`` reads the user's click log.
+
+    With ``files``: ``train``/``valid``/``test`` (and optionally ``transfer``) are paths to
+    Parquet, CSV or Criteo TSV files; ``schema`` is the path of ``schema.json``. With ``criteo``
+    format the schema is built in (label, I1..I13, C1..C26) and ``schema`` may be omitted.
+    """
+
+    source: Literal["generate", "files"] = "generate"
+    format: Literal["parquet", "csv", "criteo"] = "parquet"
+    train: str | None = None
+    valid: str | None = None
+    test: str | None = None
+    transfer: str | None = None
+    schema: str | None = None
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)

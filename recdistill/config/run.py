@@ -1,0 +1,21 @@
+"""The top-level run configuration: one section per component."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recdistill.config.data import DataConfig
+from recdistill.config.loader import from_mapping, load_yaml
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``recdistill run`` needs. ``run_dir`` holds every artefact of the run."""
+
+    run_dir: str = "runs/demo"
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    return from_mapping(RunConfig, load_yaml(path), source=str(path))

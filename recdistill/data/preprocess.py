@@ -1,0 +1,264 @@
+"""Preprocessing fitted on the training split, saved as an artefact, loaded by training and serving.
+
+Fit (streaming Polars over the training file):
+  * id features: a vocabulary of ids seen at least ``min_count`` times (sorted, so the same input
+    always gives the same rows), or ``hash_buckets`` rows reached through a fixed 64-bit mix.
+    Features with ``vocab_from`` share the owner's table; their ids count towards its vocabulary.
+    Embedding rows: 0 = missing/padding, 1 = out-of-vocabulary, 2.. = ids.
+  * dense features: signed log1p (``transform: log1p``) then standardisation with the training
+    mean and standard deviation; a missing value (NaN/null) becomes 0 and, for features that had
+    missing values in training, sets a missing-indicator column appended after the dense block.
+
+``transform`` works on numpy raw tensors only (no Polars, no torch), which is what the Triton
+Python backend runs. Artefact layout (``preprocess/``): ``preprocessor.json`` + ``vocab/<table>.npy``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recdistill.data.batch import MISSING_ID, OOV_ROW, PAD_ROW, ModelBatch, RawBatch, Targets
+from recdistill.data.raw import id_series, max_multi_len, raw_batch_from_frame, targets_from_frame
+from recdistill.data.readers import Format, iter_frames, read_frame, scan
+from recdistill.data.schema import FeatureSpec, Schema
+from recdistill.errors import ArtefactError, DataError
+from recdistill.io_utils import atomic_path
+
+PREPROCESSOR_FILE = "preprocessor.json"
+ARTEFACT_VERSION = 1
+_MIX_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_MUL2 = np.uint64(0x94D049BB133111EB)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a fixed, well-spread hash of int64 ids (as uint64)."""
+    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * _MIX_MUL1
+        z = (z ^ (z >> np.uint64(27))) * _MIX_MUL2
+    return z ^ (z >> np.uint64(31))
+
+
+@dataclass(frozen=True)
+class DenseStats:
+    mean: float
+    std: float
+    has_missing: bool
+
+
+class Preprocessor:
+    """Fitted preprocessing; see the module docstring. Build with :meth:`fit` or :meth:`load`."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        dense_stats: dict[str, DenseStats],
+        vocabs: dict[str, np.ndarray],
+        hash_buckets: dict[str, int],
+    ) -> None:
+        self.schema = schema
+        self.dense_stats = dense_stats
+        self.vocabs = vocabs  # table name -> sorted int64 raw ids
+        self.hash_buckets = hash_buckets  # table name -> buckets
+        self.max_len = max_multi_len(schema)
+        dense = schema.dense
+        self._mean = np.array([dense_stats[f.name].mean for f in dense], dtype=np.float32)
+        self._std = np.array([dense_stats[f.name].std for f in dense], dtype=np.float32)
+        self._log1p = np.array([f.transform == "log1p" for f in dense], dtype=bool)
+        self._indicator_cols = [j for j, f in enumerate(dense) if dense_stats[f.name].has_missing]
+
+    # -- shape facts models need ------------------------------------------------------------
+    @property
+    def dense_dim(self) -> int:
+        return len(self.schema.dense) + len(self._indicator_cols)
+
+    def table_name(self, feature: str) -> str:
+        f = self.schema.feature(feature)
+        return f.vocab_from or f.name
+
+    def table_rows(self, feature: str) -> int:
+        t = self.table_name(feature)
+        if t in self.hash_buckets:
+            return 2 + self.hash_buckets[t]
+        return 2 + int(self.vocabs[t].shape[0])
+
+    def dense_columns(self, *, student: bool = False) -> list[int]:
+        """Indices into ``ModelBatch.dense`` of the (student-visible) values and indicators."""
+        dense = self.schema.dense
+        keep = [j for j, f in enumerate(dense) if not (student and f.teacher_only)]
+        ind = [
+            len(dense) + k for k, j in enumerate(self._indicator_cols) if not (student and dense[j].teacher_only)
+        ]
+        return keep + ind
+
+    def id_columns(self, kind: str, *, student: bool = False) -> list[int]:
+        """Indices into ``ModelBatch.ids`` (kind ``categorical``) or ``.multi`` (``multi``)."""
+        feats = self.schema.by_kind(kind)
+        return [j for j, f in enumerate(feats) if not (student and f.teacher_only)]
+
+    # -- transform ----------------------------------------------------------------------------
+    def transform(self, raw: RawBatch) -> ModelBatch:
+        """Raw request tensors -> model tensors (numpy only; used by training and serving)."""
+        s = self.schema
+        n = len(raw)
+        _check_shape("dense", raw.dense, (n, len(s.dense)))
+        _check_shape("ids", raw.ids, (n, len(s.categorical)))
+        _check_shape("multi", raw.multi, (n, len(s.multi), self.max_len))
+        x = raw.dense.astype(np.float32, copy=True)
+        missing = np.isnan(x)
+        if np.isinf(x).any():
+            raise DataError("dense: holds inf values; expected finite numbers or NaN for missing")
+        x[:, self._log1p] = np.sign(x[:, self._log1p]) * np.log1p(np.abs(x[:, self._log1p]))
+        x = (x - self._mean) / self._std
+        x[missing] = 0.0
+        dense = np.concatenate([x, missing[:, self._indicator_cols].astype(np.float32)], axis=1)
+        ids = np.empty_like(raw.ids)
+        for j, f in enumerate(s.categorical):
+            ids[:, j] = self._lookup(f, raw.ids[:, j])
+        multi = np.empty_like(raw.multi)
+        for j, f in enumerate(s.multi):
+            multi[:, j, :] = self._lookup(f, raw.multi[:, j, :])
+        return ModelBatch(dense=np.ascontiguousarray(dense, dtype=np.float32), ids=ids, multi=multi)
+
+    def _lookup(self, f: FeatureSpec, x: np.ndarray) -> np.ndarray:
+        if (x < MISSING_ID).any():
+            bad = x[x < MISSING_ID]
+            raise DataError(
+                f"feature {f.name!r}: {bad.size} negative ids (e.g. {int(bad[0])}); ids must be >= 0, -1 = missing"
+            )
+        table = f.vocab_from or f.name
+        if table in self.hash_buckets:
+            rows = 2 + (mix64(x) % np.uint64(self.hash_buckets[table])).astype(np.int64)
+        else:
+            vocab = self.vocabs[table]
+            if vocab.size == 0:
+                rows = np.full(x.shape, OOV_ROW, dtype=np.int64)
+            else:
+                pos = np.searchsorted(vocab, x)
+                pos_c = np.minimum(pos, vocab.size - 1)
+                rows = np.where(vocab[pos_c] == x, pos_c + 2, OOV_ROW)
+        return np.where(x == MISSING_ID, PAD_ROW, rows).astype(np.int64)
+
+    # -- fit ------------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, train_path: str | Path, schema: Schema, *, fmt: Format | None = None) -> Preprocessor:
+        lf = scan(train_path, fmt=fmt)
+        stats = _fit_dense(lf, schema, str(train_path))
+        vocabs: dict[str, np.ndarray] = {}
+        buckets: dict[str, int] = {}
+        for f in schema.features:
+            if not f.is_id or f.vocab_from is not None:
+                continue
+            if f.hash_buckets is not None:
+                buckets[f.name] = f.hash_buckets
+                continue
+            users = [f, *[g for g in schema.features if g.vocab_from == f.name]]
+            vocabs[f.name] = _fit_vocab(lf, users, f.min_count, str(train_path))
+        return cls(schema, stats, vocabs, buckets)
+
+    # -- save / load ----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        out = Path(directory)
+        with atomic_path(out) as tmp:
+            (tmp / "vocab").mkdir(parents=True)
+            for name, v in self.vocabs.items():
+                np.save(tmp / "vocab" / f"{name}.npy", v)
+            meta: dict[str, Any] = {
+                "artefact_version": ARTEFACT_VERSION,
+                "schema": self.schema.to_dict(),
+                "dense_stats": {k: vars(v) for k, v in self.dense_stats.items()},
+                "vocab_sizes": {k: int(v.shape[0]) for k, v in self.vocabs.items()},
+                "hash_buckets": self.hash_buckets,
+            }
+            (tmp / PREPROCESSOR_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Preprocessor:
+        d = Path(directory)
+        meta_path = d / PREPROCESSOR_FILE
+        if not meta_path.exists():
+            raise ArtefactError(f"{d}: no {PREPROCESSOR_FILE}; run `recdistill preprocess` first")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("artefact_version") != ARTEFACT_VERSION:
+            raise ArtefactError(
+                f"{meta_path}: artefact version {meta.get('artefact_version')} != {ARTEFACT_VERSION}; refit preprocessing"
+            )
+        schema = Schema.from_dict(meta["schema"], source=str(meta_path))
+        vocabs = {}
+        for name, size in meta["vocab_sizes"].items():
+            v = np.load(d / "vocab" / f"{name}.npy")
+            if v.shape != (size,) or v.dtype != np.int64:
+                raise ArtefactError(f"{d}/vocab/{name}.npy: expected int64[{size}], got {v.dtype}{list(v.shape)}")
+            vocabs[name] = v
+        stats = {k: DenseStats(**v) for k, v in meta["dense_stats"].items()}
+        return cls(schema, stats, vocabs, {k: int(v) for k, v in meta["hash_buckets"].items()})
+
+
+def _check_shape(name: str, a: np.ndarray, expected: tuple[int, ...]) -> None:
+    if a.shape != expected:
+        raise DataError(f"{name}: expected shape {list(expected)}, got {list(a.shape)}")
+
+
+def _fit_dense(lf: pl.LazyFrame, schema: Schema, source: str) -> dict[str, DenseStats]:
+    if not schema.dense:
+        return {}
+    exprs = []
+    for f in schema.dense:
+        c = pl.col(f.name).cast(pl.Float64)
+        c = c.fill_nan(None)
+        if f.transform == "log1p":
+            c = c.sign() * c.abs().log1p()
+        exprs += [
+            c.mean().alias(f"{f.name}__mean"),
+            c.std().alias(f"{f.name}__std"),
+            c.null_count().alias(f"{f.name}__nulls"),
+        ]
+    row = lf.select(exprs).collect().row(0, named=True)
+    out = {}
+    for f in schema.dense:
+        mean, std = row[f"{f.name}__mean"], row[f"{f.name}__std"]
+        if mean is None:
+            raise DataError(f"{source}: dense column {f.name!r} has no values in the training split")
+        std = std if std is not None and std > 1e-12 else 1.0
+        out[f.name] = DenseStats(mean=float(mean), std=float(std), has_missing=row[f"{f.name}__nulls"] > 0)
+    return out
+
+
+def _fit_vocab(lf: pl.LazyFrame, feats: list[FeatureSpec], min_count: int, source: str) -> np.ndarray:
+    parts = []
+    for f in feats:
+        col = pl.col(f.name)
+        if f.kind == "multi":
+            col = col.list.tail(f.max_len).explode()
+        parts.append(lf.select(col.alias("id")))
+    ids = pl.concat(parts).collect()
+    series = id_series(ids.get_column("id"), f"{source}: column {feats[0].name!r}").drop_nulls()
+    counts = pl.DataFrame({"id": series}).group_by("id").len()
+    kept = counts.filter(pl.col("len") >= min_count).get_column("id").sort()
+    return kept.to_numpy().astype(np.int64)
+
+
+def load_split(
+    path: str | Path, pre: Preprocessor, *, fmt: Format | None = None
+) -> tuple[ModelBatch, Targets]:
+    """A whole split in memory, preprocessed (training and evaluation on demo-sized data)."""
+    df = read_frame(path, fmt=fmt)
+    raw = raw_batch_from_frame(df, pre.schema, source=str(path))
+    return pre.transform(raw), targets_from_frame(df, pre.schema, source=str(path))
+
+
+def iter_split(
+    path: str | Path, pre: Preprocessor, *, batch_rows: int, fmt: Format | None = None
+) -> Iterator[tuple[ModelBatch, Targets]]:
+    """A split in chunks of ``batch_rows`` rows with bounded memory (scoring, large evaluation)."""
+    for df in iter_frames(path, batch_rows=batch_rows, fmt=fmt):
+        raw = raw_batch_from_frame(df, pre.schema, source=str(path))
+        yield pre.transform(raw), targets_from_frame(df, pre.schema, source=str(path))

@@ -1,0 +1,166 @@
+"""Check a data file against its schema before any work is done on it.
+
+Errors name the file, the column, how many rows are affected and an example value, and say what
+was expected. Documented handling instead of an error:
+  * NaN or null in a dense column: missing (standardised to 0 plus a missing indicator);
+  * null in an id column, or an empty/null list: missing (embedding row 0);
+  * ``true_ctr`` is optional; ``label`` may be null only in an unlabelled (transfer) file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from recdistill.data.readers import Format, scan
+from recdistill.data.schema import Schema
+from recdistill.errors import DataError, SchemaError
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    path: str
+    rows: int
+    positives: int
+    labelled_rows: int
+    requests: int | None
+    users: int | None
+    dense_missing: dict[str, int]
+
+    @property
+    def ctr(self) -> float:
+        return self.positives / self.labelled_rows if self.labelled_rows else float("nan")
+
+
+def _is_id_dtype(dt: pl.DataType) -> bool:
+    return dt.is_integer() or dt in (pl.String, pl.Categorical)
+
+
+def check_columns(columns: dict[str, pl.DataType], schema: Schema, source: str, *, labelled: bool) -> None:
+    required = [c for c in schema.all_columns if labelled or c != schema.label]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise SchemaError(f"{source}: missing columns {missing} named in {schema.source}")
+    known = set(schema.all_columns) | ({schema.true_ctr} if schema.true_ctr else set())
+    extra = [c for c in columns if c not in known]
+    if extra:
+        raise SchemaError(
+            f"{source}: extra columns {extra} are not in {schema.source}; add them to the schema "
+            "as features or drop them from the file"
+        )
+    for f in schema.features:
+        dt = columns[f.name]
+        if f.kind == "dense" and not (dt.is_numeric() or dt == pl.Null):
+            raise SchemaError(f"{source}: dense column {f.name!r} must be numeric, found dtype {dt}")
+        if f.kind == "categorical" and not (_is_id_dtype(dt) or dt == pl.Null):
+            raise SchemaError(f"{source}: categorical column {f.name!r} must hold integer or string ids, found {dt}")
+        if f.kind == "multi":
+            inner = dt.inner if isinstance(dt, pl.List) else None
+            if inner is None or not (_is_id_dtype(inner) or inner == pl.Null):
+                raise SchemaError(
+                    f"{source}: multi-valued column {f.name!r} must be a list of integer or string ids, found {dt}"
+                )
+    if labelled and not (columns[schema.label].is_numeric() or columns[schema.label] == pl.Boolean):
+        raise SchemaError(f"{source}: label column {schema.label!r} must be 0/1, found dtype {columns[schema.label]}")
+    if not columns[schema.row_key].is_integer():
+        raise SchemaError(f"{source}: row key {schema.row_key!r} must be an integer column, found {columns[schema.row_key]}")
+
+
+def validate_file(
+    path: str | Path, schema: Schema, *, fmt: Format | None = None, labelled: bool = True
+) -> FileSummary:
+    """Validate one file; returns a summary or raises :class:`DataError`/:class:`SchemaError`."""
+    src = str(path)
+    lf = scan(path, fmt=fmt)
+    try:
+        columns = dict(lf.collect_schema())
+    except pl.exceptions.PolarsError as e:
+        raise DataError(f"{src}: could not read columns: {e}") from e
+    check_columns(columns, schema, src, labelled=labelled)
+    has_label = schema.label in columns
+
+    exprs: list[pl.Expr] = [pl.len().alias("rows"), pl.col(schema.row_key).n_unique().alias("keys")]
+    exprs.append(pl.col(schema.row_key).null_count().alias("key_nulls"))
+    if has_label:
+        lab = pl.col(schema.label).cast(pl.Float64)
+        exprs += [
+            lab.count().alias("labelled"),
+            lab.sum().alias("positives"),
+            (lab.is_not_null() & ~lab.is_in([0.0, 1.0])).sum().alias("bad_labels"),
+        ]
+    for role in (schema.request_id, schema.user_id):
+        if role is not None:
+            exprs.append(pl.col(role).n_unique().alias(f"n_{role}"))
+    for f in schema.dense:
+        c = pl.col(f.name).cast(pl.Float64)
+        exprs += [
+            c.is_infinite().sum().alias(f"{f.name}__inf"),
+            (c.is_null() | c.is_nan()).sum().alias(f"{f.name}__missing"),
+        ]
+    for f in schema.features:
+        if not f.is_id or not (columns[f.name].is_integer() or _list_of_ints(columns[f.name])):
+            continue
+        c = pl.col(f.name)
+        if f.kind == "multi":
+            c = c.list.explode()
+        exprs.append((c < 0).sum().alias(f"{f.name}__neg"))
+        exprs.append(c.min().alias(f"{f.name}__min"))
+        if f.max_id is not None:
+            exprs.append((c > f.max_id).sum().alias(f"{f.name}__huge"))
+            exprs.append(c.max().alias(f"{f.name}__max"))
+    try:
+        st = lf.select(exprs).collect().row(0, named=True)
+    except pl.exceptions.PolarsError as e:
+        raise DataError(f"{src}: could not read: {e}") from e
+
+    rows = int(st["rows"])
+    if rows == 0:
+        raise DataError(f"{src}: no rows")
+    if st["key_nulls"] or st["keys"] != rows:
+        raise DataError(
+            f"{src}: row key {schema.row_key!r} must be unique and non-null: {rows} rows, "
+            f"{st['keys']} distinct keys, {st['key_nulls']} nulls"
+        )
+    labelled_rows = int(st.get("labelled", 0) or 0)
+    if has_label:
+        if st["bad_labels"]:
+            raise DataError(f"{src}: column {schema.label!r}: {st['bad_labels']} rows are not 0 or 1")
+        if labelled and labelled_rows != rows:
+            raise DataError(
+                f"{src}: column {schema.label!r}: {rows - labelled_rows} of {rows} rows have no label; "
+                "only a transfer (unlabelled) file may"
+            )
+    for f in schema.dense:
+        if st[f"{f.name}__inf"]:
+            example = lf.filter(pl.col(f.name).cast(pl.Float64).is_infinite()).select(schema.row_key, f.name).first()
+            ex = example.collect().row(0)
+            raise DataError(
+                f"{src}: dense column {f.name!r}: {st[f.name + '__inf']} rows hold inf "
+                f"(e.g. {schema.row_key}={ex[0]}: {ex[1]}); expected finite values, NaN/null for missing"
+            )
+    for f in schema.features:
+        if st.get(f"{f.name}__neg"):
+            raise DataError(
+                f"{src}: id column {f.name!r}: {st[f.name + '__neg']} negative ids (e.g. {st[f.name + '__min']}); "
+                "ids must be >= 0 (use null for missing)"
+            )
+        if st.get(f"{f.name}__huge"):
+            raise DataError(
+                f"{src}: id column {f.name!r}: {st[f.name + '__huge']} ids above max_id={f.max_id} "
+                f"(e.g. {st[f.name + '__max']})"
+            )
+    return FileSummary(
+        path=src,
+        rows=rows,
+        positives=int(st.get("positives", 0) or 0),
+        labelled_rows=labelled_rows,
+        requests=st.get(f"n_{schema.request_id}") if schema.request_id else None,
+        users=st.get(f"n_{schema.user_id}") if schema.user_id else None,
+        dense_missing={f.name: int(st[f"{f.name}__missing"]) for f in schema.dense},
+    )
+
+
+def _list_of_ints(dt: pl.DataType) -> bool:
+    return isinstance(dt, pl.List) and dt.inner is not None and dt.inner.is_integer()
