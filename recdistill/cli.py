@@ -16,6 +16,7 @@ from recdistill.errors import RecDistillError
 
 # Order is the order of ``recdistill --help``.
 COMMAND_MODULES: tuple[str, ...] = (
+    "run",
     "generate",
     "validate",
     "preprocess",

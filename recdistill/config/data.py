@@ -11,7 +11,10 @@ class GeneratorConfig:
     """Synthetic click logs with known ground truth (``data_gen``).
 
     ``rows`` counts labelled rows over all splits; ``transfer_rows`` adds unlabelled rows
-    (a transfer set for distillation). Deterministic by ``seed``.
+    (a transfer set for distillation). Deterministic by ``seed``. Requests of
+    ``candidates_per_request`` rows are never split, so ``rows`` is rounded up to whole requests.
+    ``chunk_rows`` bounds memory (rows buffered per split = Parquet row-group size); the data
+    itself does not depend on it. The generative process is documented in ``data_gen``.
     """
 
     seed: int = 0
@@ -22,8 +25,11 @@ class GeneratorConfig:
     n_items: int = 50_000
     n_categories: int = 200
     n_contexts: int = 64
+    n_age_buckets: int = 6
     latent_dim: int = 8
+    # popularity of users, items, categories and contexts: weight (rank + zipf_offset) ** -zipf_exponent
     zipf_exponent: float = 1.05
+    zipf_offset: float = 10.0
     history_len: int = 20
     long_history_len: int = 50
     # True: some signal lives only in teacher_only features (privileged-features scenario).
@@ -42,6 +48,30 @@ class GeneratorConfig:
             raise ValueError(f"split must be three non-negative fractions summing to 1, got {self.split}")
         if not 0.0 < self.base_ctr < 1.0:
             raise ValueError(f"base_ctr must be in (0, 1), got {self.base_ctr}")
+        if self.transfer_rows < 0:
+            raise ValueError(f"transfer_rows must be >= 0, got {self.transfer_rows}")
+        for name in (
+            "n_users",
+            "n_categories",
+            "n_contexts",
+            "n_age_buckets",
+            "latent_dim",
+            "history_len",
+            "long_history_len",
+            "chunk_rows",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_items < max(self.candidates_per_request, self.n_categories):
+            raise ValueError(
+                f"n_items ({self.n_items}) must be >= candidates_per_request ({self.candidates_per_request}) "
+                f"and >= n_categories ({self.n_categories}): candidates in a request are distinct items "
+                "and every category holds at least one item"
+            )
+        if self.zipf_exponent < 0 or self.zipf_offset < 0:
+            raise ValueError(
+                f"zipf_exponent and zipf_offset must be >= 0, got {self.zipf_exponent}, {self.zipf_offset}"
+            )
 
 
 @dataclass(frozen=True)

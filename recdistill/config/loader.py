@@ -114,7 +114,9 @@ def _coerce(tp: Any, value: Any, *, source: str, key: str) -> Any:
             return tuple(_coerce(args[0], v, source=source, key=f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{source}: '{key}' must have {len(args)} items, got {len(value)}")
-        return tuple(_coerce(a, v, source=source, key=f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            _coerce(a, v, source=source, key=f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value))
+        )
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")

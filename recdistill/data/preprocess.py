@@ -94,7 +94,9 @@ class Preprocessor:
         dense = self.schema.dense
         keep = [j for j, f in enumerate(dense) if not (student and f.teacher_only)]
         ind = [
-            len(dense) + k for k, j in enumerate(self._indicator_cols) if not (student and dense[j].teacher_only)
+            len(dense) + k
+            for k, j in enumerate(self._indicator_cols)
+            if not (student and dense[j].teacher_only)
         ]
         return keep + ind
 
@@ -196,7 +198,9 @@ class Preprocessor:
         for name, size in meta["vocab_sizes"].items():
             v = np.load(d / "vocab" / f"{name}.npy")
             if v.shape != (size,) or v.dtype != np.int64:
-                raise ArtefactError(f"{d}/vocab/{name}.npy: expected int64[{size}], got {v.dtype}{list(v.shape)}")
+                raise ArtefactError(
+                    f"{d}/vocab/{name}.npy: expected int64[{size}], got {v.dtype}{list(v.shape)}"
+                )
             vocabs[name] = v
         stats = {k: DenseStats(**v) for k, v in meta["dense_stats"].items()}
         return cls(schema, stats, vocabs, {k: int(v) for k, v in meta["hash_buckets"].items()})

@@ -77,7 +77,9 @@ def _multi_block(df: pl.DataFrame, feats: tuple[FeatureSpec, ...], width: int, w
     for j, f in enumerate(feats):
         s = df.get_column(f.name)
         if not isinstance(s.dtype, pl.List):
-            raise DataError(f"{where}: multi-valued column {f.name!r} must be a list of ids, got dtype {s.dtype}")
+            raise DataError(
+                f"{where}: multi-valued column {f.name!r} must be a list of ids, got dtype {s.dtype}"
+            )
         inner = s.dtype.inner
         if inner is not None and (inner == pl.String or inner == pl.Categorical):
             # hash string ids element-wise; rows whose list is empty or null come back null

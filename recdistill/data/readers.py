@@ -47,7 +47,9 @@ def criteo_schema(*, hash_buckets: int | None = None, min_count: int = 10) -> Sc
         FeatureSpec(name=c, kind="dense", group="context", transform="log1p") for c in CRITEO_INT
     ]
     features += [
-        FeatureSpec(name=c, kind="categorical", group="context", min_count=min_count, hash_buckets=hash_buckets)
+        FeatureSpec(
+            name=c, kind="categorical", group="context", min_count=min_count, hash_buckets=hash_buckets
+        )
         for c in CRITEO_CAT
     ]
     return Schema(label="label", features=tuple(features), row_key="row_id", request_id=None, user_id=None)
@@ -86,11 +88,13 @@ def scan(path: str | Path, *, fmt: Format | None = None) -> pl.LazyFrame:
 def scan_criteo(path: str | Path) -> pl.LazyFrame:
     p = Path(path)
     _check_nonempty(p)
-    names = ["label", *CRITEO_INT, *CRITEO_CAT]
     schema = {"label": pl.Int64, **{c: pl.Float64 for c in CRITEO_INT}, **{c: pl.String for c in CRITEO_CAT}}
     lf = pl.scan_csv(
-        p, separator="\t", has_header=False, new_columns=names, schema=schema, quote_char=None,
-        missing_utf8_is_empty_string=False,
+        p,
+        separator="\t",
+        has_header=False,
+        schema=schema,
+        quote_char=None,
     )
     return lf.with_row_index("row_id").with_columns(
         pl.col("row_id").cast(pl.Int64),
@@ -98,7 +102,9 @@ def scan_criteo(path: str | Path) -> pl.LazyFrame:
     )
 
 
-def read_frame(path: str | Path, *, fmt: Format | None = None, columns: list[str] | None = None) -> pl.DataFrame:
+def read_frame(
+    path: str | Path, *, fmt: Format | None = None, columns: list[str] | None = None
+) -> pl.DataFrame:
     lf = scan(path, fmt=fmt)
     if columns is not None:
         lf = lf.select(columns)

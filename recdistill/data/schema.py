@@ -136,9 +136,7 @@ class Schema:
         unknown = set(names) - set(self.feature_names)
         if unknown:
             raise SchemaError(f"{self.source}: teacher_only names unknown features {sorted(unknown)}")
-        return replace(
-            self, features=tuple(replace(f, teacher_only=f.name in names) for f in self.features)
-        )
+        return replace(self, features=tuple(replace(f, teacher_only=f.name in names) for f in self.features))
 
     # -- (de)serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -178,8 +176,16 @@ class Schema:
 
 
 _FEATURE_KEYS = {
-    "name", "kind", "group", "teacher_only", "transform", "min_count", "hash_buckets", "max_id",
-    "max_len", "vocab_from",
+    "name",
+    "kind",
+    "group",
+    "teacher_only",
+    "transform",
+    "min_count",
+    "hash_buckets",
+    "max_id",
+    "max_len",
+    "vocab_from",
 }
 _SCHEMA_KEYS = {"version", "label", "row_key", "request_id", "user_id", "true_ctr", "features"}
 
@@ -278,7 +284,9 @@ def _check_schema(schema: Schema) -> None:
         if col is not None and col in (schema.row_key, schema.label, schema.true_ctr):
             raise SchemaError(f"{schema.source}: {role} column {col!r} already has another role")
         if col is not None and col in schema.feature_names and schema.feature(col).kind != "categorical":
-            raise SchemaError(f"{schema.source}: {role} column {col!r} doubles as a feature, so it must be categorical")
+            raise SchemaError(
+                f"{schema.source}: {role} column {col!r} doubles as a feature, so it must be categorical"
+            )
     ids = {f.name: f for f in schema.features if f.is_id}
     for f in schema.features:
         if f.vocab_from is None:
@@ -289,7 +297,9 @@ def _check_schema(schema: Schema) -> None:
                 f"{schema.source}: feature {f.name!r} has vocab_from={f.vocab_from!r}, which is not an id feature"
             )
         if src.vocab_from is not None:
-            raise SchemaError(f"{schema.source}: feature {f.name!r}: vocab_from must name a feature that owns its vocabulary")
+            raise SchemaError(
+                f"{schema.source}: feature {f.name!r}: vocab_from must name a feature that owns its vocabulary"
+            )
     if not any(not f.teacher_only for f in schema.features):
         raise SchemaError(f"{schema.source}: every feature is teacher_only; a student would have no input")
 

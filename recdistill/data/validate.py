@@ -34,7 +34,7 @@ class FileSummary:
         return self.positives / self.labelled_rows if self.labelled_rows else float("nan")
 
 
-def _is_id_dtype(dt: pl.DataType) -> bool:
+def _is_id_dtype(dt: pl.DataType | type[pl.DataType]) -> bool:
     return dt.is_integer() or dt in (pl.String, pl.Categorical)
 
 
@@ -55,7 +55,9 @@ def check_columns(columns: dict[str, pl.DataType], schema: Schema, source: str, 
         if f.kind == "dense" and not (dt.is_numeric() or dt == pl.Null):
             raise SchemaError(f"{source}: dense column {f.name!r} must be numeric, found dtype {dt}")
         if f.kind == "categorical" and not (_is_id_dtype(dt) or dt == pl.Null):
-            raise SchemaError(f"{source}: categorical column {f.name!r} must hold integer or string ids, found {dt}")
+            raise SchemaError(
+                f"{source}: categorical column {f.name!r} must hold integer or string ids, found {dt}"
+            )
         if f.kind == "multi":
             inner = dt.inner if isinstance(dt, pl.List) else None
             if inner is None or not (_is_id_dtype(inner) or inner == pl.Null):
@@ -63,9 +65,13 @@ def check_columns(columns: dict[str, pl.DataType], schema: Schema, source: str, 
                     f"{source}: multi-valued column {f.name!r} must be a list of integer or string ids, found {dt}"
                 )
     if labelled and not (columns[schema.label].is_numeric() or columns[schema.label] == pl.Boolean):
-        raise SchemaError(f"{source}: label column {schema.label!r} must be 0/1, found dtype {columns[schema.label]}")
+        raise SchemaError(
+            f"{source}: label column {schema.label!r} must be 0/1, found dtype {columns[schema.label]}"
+        )
     if not columns[schema.row_key].is_integer():
-        raise SchemaError(f"{source}: row key {schema.row_key!r} must be an integer column, found {columns[schema.row_key]}")
+        raise SchemaError(
+            f"{source}: row key {schema.row_key!r} must be an integer column, found {columns[schema.row_key]}"
+        )
 
 
 def validate_file(
@@ -134,7 +140,11 @@ def validate_file(
             )
     for f in schema.dense:
         if st[f"{f.name}__inf"]:
-            example = lf.filter(pl.col(f.name).cast(pl.Float64).is_infinite()).select(schema.row_key, f.name).first()
+            example = (
+                lf.filter(pl.col(f.name).cast(pl.Float64).is_infinite())
+                .select(schema.row_key, f.name)
+                .first()
+            )
             ex = example.collect().row(0)
             raise DataError(
                 f"{src}: dense column {f.name!r}: {st[f.name + '__inf']} rows hold inf "

@@ -17,6 +17,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -121,5 +123,5 @@ def check_logits(student_logits: Tensor, targets: DistillTargets) -> None:
 
 
 def check_temperature(temperature: float, where: str) -> None:
-    if not (isinstance(temperature, int | float) and 0.0 < float(temperature) < float("inf")):
+    if not (isinstance(temperature, numbers.Real) and 0.0 < float(temperature) < math.inf):
         raise ValueError(f"{where}: temperature must be a finite number > 0, got {temperature!r}")

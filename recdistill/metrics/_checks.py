@@ -62,7 +62,9 @@ def as_probs(name: str, values: npt.ArrayLike) -> F64:
     """Probabilities as float64; NaN and values outside [0, 1] are rejected."""
     array = as_1d(name, values).astype(np.float64, copy=False)
     _first_bad(name, np.isnan(array), array, "are NaN; expected probabilities in [0, 1]")
-    _first_bad(name, (array < 0.0) | (array > 1.0), array, "are outside [0, 1]; pass probabilities, not logits")
+    _first_bad(
+        name, (array < 0.0) | (array > 1.0), array, "are outside [0, 1]; pass probabilities, not logits"
+    )
     return array
 
 

@@ -96,8 +96,8 @@ def calibration(
     n_out = max(len(edges) - 1, 1)
     index = assign_bins(p, edges)
     count = np.bincount(index, minlength=n_out).astype(np.float64)
-    sum_pred = np.bincount(index, weights=p, minlength=n_out)
-    sum_pos = np.bincount(index, weights=y, minlength=n_out)
+    sum_pred = np.bincount(index, weights=p, minlength=n_out).astype(np.float64, copy=False)
+    sum_pos = np.bincount(index, weights=y, minlength=n_out).astype(np.float64, copy=False)
     return calibration_from_sums(edges, count, sum_pred, sum_pos)
 
 

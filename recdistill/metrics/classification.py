@@ -55,7 +55,7 @@ def auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     ``labels`` ``[n]`` 0/1, ``scores`` ``[n]`` any monotone score (probabilities or logits).
     Returns NaN when the labels hold a single class (scikit-learn raises instead).
 
-    >>> auc([0, 1, 0, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> auc([0, 1, 0, 1], [0.1, 0.4, 0.5, 0.8])
     0.75
     """
     y = as_binary_labels("labels", labels)

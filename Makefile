@@ -1,0 +1,46 @@
+# recdistill: every target creates or reuses .venv and installs the pinned stack first.
+# The pinned stack is requirements/*.txt; torchrec is installed with --no-deps (its metadata asks
+# for the CUDA fbgemm-gpu; ../shared/STACK.md) — that happens here and nowhere else.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/demo.yaml
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements/base.txt requirements/dev.txt requirements/torchrec.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements/base.txt -r requirements/dev.txt 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install -q --no-deps -r requirements/torchrec.txt 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import torch, torchrec, fbgemm_gpu, polars, lightgbm, onnxruntime, tritonclient, pytriton"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/recdistill run --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	bash benchmarks/run_all.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check recdistill data_gen tests benchmarks
+	$(BIN)/ruff format --check recdistill data_gen tests benchmarks
+	$(BIN)/mypy recdistill data_gen
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix recdistill data_gen tests benchmarks
+	$(BIN)/ruff format recdistill data_gen tests benchmarks
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,36 @@
+"""Offline metrics for click models and for teacher-student fidelity (numpy + scipy, no torch).
+
+  * :mod:`~recdistill.metrics.classification`: ``auc``, ``gauc``, ``logloss``
+  * :mod:`~recdistill.metrics.ranking`: ``ndcg_at_k``, ``mrr`` per request
+  * :mod:`~recdistill.metrics.calibration`: ``calibration`` (ECE + reliability table), ``ece``
+  * :mod:`~recdistill.metrics.fidelity`: ``fidelity`` (Spearman, Kendall, top-k overlap)
+  * :mod:`~recdistill.metrics.streaming`: ``StreamingBinaryMetrics`` (constant memory)
+  * :mod:`~recdistill.metrics.summary`: ``ranking_metrics`` (all of the above that apply)
+
+Inputs are 1-D arrays of equal length: labels 0/1, probabilities in [0, 1], scores any real,
+ids any sortable type. Metrics that are undefined for the data (one class only, no request
+with a click) return NaN rather than raising.
+"""
+
+from recdistill.metrics._checks import MetricInputError
+from recdistill.metrics.calibration import CalibrationResult, calibration, ece
+from recdistill.metrics.classification import auc, gauc, logloss
+from recdistill.metrics.fidelity import fidelity
+from recdistill.metrics.ranking import mrr, ndcg_at_k
+from recdistill.metrics.streaming import StreamingBinaryMetrics
+from recdistill.metrics.summary import ranking_metrics
+
+__all__ = [
+    "CalibrationResult",
+    "MetricInputError",
+    "StreamingBinaryMetrics",
+    "auc",
+    "calibration",
+    "ece",
+    "fidelity",
+    "gauc",
+    "logloss",
+    "mrr",
+    "ndcg_at_k",
+    "ranking_metrics",
+]

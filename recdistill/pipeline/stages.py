@@ -1,0 +1,103 @@
+"""The stages of ``recdistill run``, in order. Each one names its inputs, outputs and work.
+
+A stage's ``inputs`` returns named content hashes (files it reads, the config section it uses);
+the runner skips the stage when they match the manifest and its outputs exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from recdistill.data.preprocess import Preprocessor
+from recdistill.data.splits import LABELLED_SPLITS, SPLITS
+from recdistill.data.validate import validate_file
+from recdistill.errors import ConfigError
+from recdistill.io_utils import atomic_path
+from recdistill.pipeline.context import RunContext
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    description: str
+    inputs: Callable[[RunContext], dict[str, str]]
+    outputs: Callable[[RunContext], list[str]]
+    run: Callable[[RunContext], dict[str, Any]]
+
+
+# -- data -------------------------------------------------------------------------------------------
+def _data_inputs(ctx: RunContext) -> dict[str, str]:
+    d = ctx.cfg.data
+    if d.source == "generate":
+        return {"generator": ctx.hash_config(d.generator)}
+    out = {f"file:{s}": ctx.hash_path(ctx.split_path(s)) for s in SPLITS}
+    out["schema"] = ctx.hash_path(d.schema)
+    out["format"] = d.format
+    return out
+
+
+def _data_run(ctx: RunContext) -> dict[str, Any]:
+    d = ctx.cfg.data
+    metrics: dict[str, Any] = {}
+    if d.source == "generate":
+        from data_gen import generate
+
+        with atomic_path(ctx.data_dir) as tmp:
+            metrics["generator"] = generate(d.generator, tmp)
+    else:
+        for split in LABELLED_SPLITS:
+            if ctx.split_path(split) is None:
+                raise ConfigError(f"{ctx.config_path}: data.{split} is required for data.source=files")
+        ctx.data_dir.mkdir(parents=True, exist_ok=True)
+        ctx.schema().save(ctx.data_dir)
+    schema = ctx.schema()
+    for split in SPLITS:
+        path = ctx.split_path(split)
+        if path is None:
+            continue
+        s = validate_file(path, schema, labelled=split != "transfer")
+        metrics[split] = {"rows": s.rows, "ctr": s.ctr, "requests": s.requests, "users": s.users}
+    return metrics
+
+
+# -- preprocess -------------------------------------------------------------------------------------
+def _preprocess_inputs(ctx: RunContext) -> dict[str, str]:
+    return {
+        "train": ctx.hash_path(ctx.split_path("train")),
+        "schema": ctx.hash_path(ctx.data_dir / "schema.json"),
+    }
+
+
+def _preprocess_run(ctx: RunContext) -> dict[str, Any]:
+    train = ctx.split_path("train")
+    assert train is not None  # the data stage checked it
+    pre = Preprocessor.fit(train, ctx.schema())
+    pre.save(ctx.preprocess_dir)
+    return {
+        "dense_dim": pre.dense_dim,
+        "table_rows": {f.name: pre.table_rows(f.name) for f in pre.schema.features if f.is_id},
+    }
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "data",
+        "generate (or read) click logs and validate them against the schema",
+        _data_inputs,
+        lambda ctx: ["data/schema.json"],
+        _data_run,
+    ),
+    Stage(
+        "preprocess",
+        "fit vocabularies and dense transforms on the training split",
+        _preprocess_inputs,
+        lambda ctx: ["preprocess/preprocessor.json"],
+        _preprocess_run,
+    ),
+)
+
+
+def stage_names() -> list[str]:
+    return [s.name for s in STAGES]
