@@ -5,7 +5,8 @@ Shapes (``U`` users, ``I`` items, ``C`` categories, ``K`` contexts, ``A`` age bu
 
   items      ``item_cat [I]``, ``item_pop [I]`` (probabilities), ``item_latent [I, d]``,
              ``item_bias [I]``, ``item_price [I]``, ``item_quality [I]``,
-             ``item_ctr_7d [I]`` (NaN when never shown), ``item_impr_7d [I]``
+             ``item_ctr_7d [I]`` (NaN when never shown), ``item_ctr_7d_clicks [I]``,
+             ``item_impr_7d [I]``
   categories ``cat_latent [C, d]``, ``cat_bias [C]``, ``cat_log_price [C]``, ``cat_cross [C, r]``
   users      ``user_pop [U]``, ``user_age [U]``, ``user_rate [U]`` (sessions per 30 days),
              ``user_fav [U, F]`` (-1 padded), ``user_n_fav [U]``, ``user_latent [U, d]``,
@@ -47,6 +48,7 @@ class World:
     item_price: F64
     item_quality: F64
     item_ctr_7d: F64
+    item_ctr_7d_clicks: F64
     item_impr_7d: F64
     # items sorted by category, with a global popularity CDF, for "item of category c" draws
     cat_items: I64
@@ -56,6 +58,7 @@ class World:
     cat_start: I64
     cat_stop: I64
     cat_pop: F64
+    cat_cdf: F64
     cat_latent: F64
     cat_bias: F64
     cat_log_price: F64
@@ -175,9 +178,9 @@ def build_world(cfg: GeneratorConfig) -> World:
     return World(
         item_cat=item_cat, item_pop=item_pop, item_cdf=_cdf(item_pop), item_latent=item_latent,
         item_bias=item_bias, item_price=item_price, item_quality=item_quality,
-        item_ctr_7d=ctr_7d, item_impr_7d=impr,
+        item_ctr_7d=ctr_7d, item_ctr_7d_clicks=clicks, item_impr_7d=impr,
         cat_items=order.astype(np.int64), cat_items_cdf=cat_items_cdf, cat_lo=cat_lo, cat_mass=cat_mass,
-        cat_start=cat_start, cat_stop=cat_stop, cat_pop=cat_pop, cat_latent=cat_latent,
+        cat_start=cat_start, cat_stop=cat_stop, cat_pop=cat_pop, cat_cdf=_cdf(cat_pop), cat_latent=cat_latent,
         cat_bias=cat_bias, cat_log_price=cat_log_price, cat_cross=cat_cross,
         user_pop=user_pop, user_cdf=_cdf(user_pop), user_age=user_age, user_rate=user_rate,
         user_fav=fav, user_n_fav=n_fav, user_latent=user_latent, user_bias=user_bias,

@@ -10,6 +10,7 @@ was expected. Documented handling instead of an error:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import polars as pl
@@ -34,7 +35,7 @@ class FileSummary:
         return self.positives / self.labelled_rows if self.labelled_rows else float("nan")
 
 
-def _is_id_dtype(dt: pl.DataType | type[pl.DataType]) -> bool:
+def _is_id_dtype(dt: Any) -> bool:
     return dt.is_integer() or dt in (pl.String, pl.Categorical)
 
 

@@ -3,7 +3,8 @@
 Per request we compare the two orderings with Spearman's rho, Kendall's tau-b and the top-k
 overlap, then average over requests. Everything is vectorised over requests: ranks come from
 one sort per model; Kendall's tau-b counts concordant pairs in padded ``[requests, L, L]``
-blocks (``O(L^2)`` per request, fine for the usual 128 candidates), and falls back to
+blocks (``O(L^2)`` per request, fine for the usual 128 candidates; requests are chunked by
+size so padding stays small), and falls back to
 ``scipy.stats.kendalltau`` (``O(L log L)``) for requests larger than ``MAX_DENSE_GROUP``.
 """
 
@@ -14,61 +15,80 @@ import numpy.typing as npt
 from scipy import stats
 
 from recdistill.metrics._checks import F64, I64, as_ids, as_scores, check_lengths
-from recdistill.metrics._groups import SortedGroups, average_ranks, sort_in_groups
+from recdistill.metrics._groups import SortedGroups, average_ranks, sort_in_groups, tie_runs
 
 MAX_DENSE_GROUP = 1024  # larger requests use scipy's O(n log n) Kendall
-_BLOCK_ELEMENTS = 1 << 21  # pair-matrix elements per chunk (~2 MB per boolean array)
+_BLOCK_ELEMENTS = 1 << 21  # pair-matrix elements per chunk (~2 MB per int8 matrix)
 
 
-def _kendall_dense(ranks_a: F64, ranks_b: F64, starts: I64, sizes: I64, width: int) -> F64:
-    """Tau-b of groups of at most ``width`` rows laid out contiguously from ``starts`` ``[m]``.
+def tied_pairs(groups: SortedGroups) -> F64:
+    """Pairs of rows with equal scores inside each group, ``[G]``."""
+    run, run_starts = tie_runs(groups)
+    run_sizes = np.diff(np.append(run_starts, len(groups.order))).astype(np.float64)
+    pairs = run_sizes * (run_sizes - 1.0) / 2.0
+    return np.bincount(groups.group[run_starts], weights=pairs, minlength=groups.n_groups)
 
-    ``ranks_a``, ``ranks_b`` ``[n]`` are in that same (sorted) layout. Returns ``[m]``.
+
+def _concordance_dense(ranks_a: F64, ranks_b: F64, starts: I64, sizes: I64) -> F64:
+    """``sum_{i<j} sign(a_i - a_j) * sign(b_i - b_j)`` of groups stored contiguously from
+    ``starts`` ``[c]`` with ``sizes`` ``[c]``, ``a`` non-decreasing inside each group.
+
+    ``ranks_a``, ``ranks_b`` ``[n]`` in that layout. Builds ``[c, L, L]`` pair blocks with
+    ``L = max(sizes)``: for ``i > j`` the sign of ``a`` is +1 unless the two are tied, so the
+    sum is the lower triangle of ``sign(b_i - b_j)`` minus the pairs tied in ``a``.
     """
-    out = np.empty(len(starts), dtype=np.float64)
+    width = int(sizes.max())
     offsets = np.arange(width)
-    chunk = max(1, _BLOCK_ELEMENTS // (width * width))
-    for lo in range(0, len(starts), chunk):
-        hi = min(lo + chunk, len(starts))
-        index = starts[lo:hi, None] + offsets[None, :]  # [c, L]
-        valid = offsets[None, :] < sizes[lo:hi, None]
-        index = np.where(valid, index, 0)
-        a = np.where(valid, ranks_a[index], np.nan)  # NaN padding compares False both ways
-        b = np.where(valid, ranks_b[index], np.nan)
-        a_gt = a[:, :, None] > a[:, None, :]  # [c, L, L] pair (i, j) with a_i > a_j
-        b_gt = b[:, :, None] > b[:, None, :]
-        b_lt = b[:, :, None] < b[:, None, :]
-        # Each unordered pair untied in a appears exactly once in a_gt.
-        concordant = np.count_nonzero(a_gt & b_gt, axis=(1, 2))
-        discordant = np.count_nonzero(a_gt & b_lt, axis=(1, 2))
-        untied_a = np.count_nonzero(a_gt, axis=(1, 2))
-        untied_b = np.count_nonzero(b_gt, axis=(1, 2))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[lo:hi] = (concordant - discordant) / np.sqrt(untied_a.astype(float) * untied_b)
-    return out
+    valid = offsets[None, :] < sizes[:, None]  # [c, L]
+    index = np.where(valid, starts[:, None] + offsets[None, :], 0)
+    a = np.where(valid, ranks_a[index], np.nan)  # NaN padding compares False both ways
+    b = np.where(valid, ranks_b[index], np.nan)
+    bi, bj = b[:, :, None], b[:, None, :]
+    sign_b = (bi > bj).view(np.int8) - (bi < bj).view(np.int8)  # [c, L, L]
+    sign_b = sign_b.reshape(len(starts), width * width).astype(np.float32)
+    lower = np.tril(np.ones((width, width), dtype=np.float32), -1).reshape(-1)  # pairs i > j
+    total = (sign_b @ lower).astype(np.float64)  # [c], exact: integers below 2**24
+    if np.any(a[:, 1:] == a[:, :-1]):  # ties in a sit next to each other (a is sorted)
+        tied_a = (a[:, :, None] == a[:, None, :]).reshape(len(starts), -1) & (lower > 0)
+        total -= np.sum(sign_b * tied_a, axis=1, dtype=np.float64)
+    return total
 
 
-def kendall_per_group(ranks_a: F64, ranks_b: F64, groups: SortedGroups, selected: I64) -> F64:
-    """Kendall's tau-b ``[m]`` of the ``selected`` groups; ranks ``[n]`` in input row order."""
-    a_sorted = ranks_a[groups.order]
-    b_sorted = ranks_b[groups.order]
-    sizes = groups.sizes[selected]
-    out = np.full(len(selected), np.nan)
-    width = 2
-    while True:
-        in_bucket = np.flatnonzero((sizes <= width) & (sizes > width // 2))
-        if len(in_bucket):
-            out[in_bucket] = _kendall_dense(
-                a_sorted, b_sorted, groups.starts[selected[in_bucket]], sizes[in_bucket], width
-            )
-        if width >= MAX_DENSE_GROUP:
-            break
-        width *= 2
-    for i in np.flatnonzero(sizes > MAX_DENSE_GROUP).tolist():
-        lo = int(groups.starts[selected[i]])
-        hi = lo + int(sizes[i])
-        out[i] = stats.kendalltau(a_sorted[lo:hi], b_sorted[lo:hi], variant="b").statistic
-    return out
+def kendall_per_group(groups_a: SortedGroups, groups_b: SortedGroups, selected: I64) -> F64:
+    """Kendall's tau-b ``[m]`` of the ``selected`` groups (indices into ``groups_a``).
+
+    ``groups_a`` and ``groups_b`` sort the same rows by the same group ids, by model A's and
+    model B's scores (descending). Groups are processed in chunks of similar size, each padded
+    to its largest group and holding at most ``_BLOCK_ELEMENTS`` pairs.
+    """
+    ranks_a = average_ranks(groups_a)[groups_a.order]  # [n] layout of groups_a: ascending ranks
+    ranks_b = average_ranks(groups_b)[groups_a.order]
+    sizes = groups_a.sizes[selected]
+    total_pairs = sizes * (sizes - 1) / 2.0
+    untied_a = total_pairs - tied_pairs(groups_a)[selected]
+    untied_b = total_pairs - tied_pairs(groups_b)[selected]
+    concordance = np.full(len(selected), np.nan)
+
+    by_size = np.argsort(sizes, kind="stable")
+    dense = by_size[sizes[by_size] <= MAX_DENSE_GROUP]
+    lo = 0
+    while lo < len(dense):  # each pass consumes >= 1 group
+        head = int(sizes[dense[lo]])
+        candidates = sizes[dense[lo : lo + max(1, _BLOCK_ELEMENTS // (head * head))]]
+        cost = np.arange(1, len(candidates) + 1) * candidates.astype(np.int64) ** 2
+        count = max(1, int(np.searchsorted(cost, _BLOCK_ELEMENTS, side="right")))
+        chunk = dense[lo : lo + count]
+        concordance[chunk] = _concordance_dense(
+            ranks_a, ranks_b, groups_a.starts[selected[chunk]], sizes[chunk]
+        )
+        lo += count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = concordance / np.sqrt(untied_a * untied_b)
+    for i in by_size[sizes[by_size] > MAX_DENSE_GROUP].tolist():
+        start = int(groups_a.starts[selected[i]])
+        stop = start + int(sizes[i])
+        tau[i] = stats.kendalltau(ranks_a[start:stop], ranks_b[start:stop], variant="b").statistic
+    return tau
 
 
 def fidelity(
@@ -121,7 +141,7 @@ def fidelity(
     shared = np.bincount(group_of_row, weights=top_a & top_b, minlength=n_groups)
     overlap = shared[selected] / np.minimum(groups_a.sizes[selected], k)
 
-    kendall = kendall_per_group(ranks_a, ranks_b, groups_a, selected)
+    kendall = kendall_per_group(groups_a, groups_b, selected)
     return {
         "spearman": float(np.mean(spearman)),
         "kendall": float(np.mean(kendall)),

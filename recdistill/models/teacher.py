@@ -1,0 +1,256 @@
+"""The teacher: a heavy multi-tower TorchRec ranker, optionally an ensemble.
+
+Named parts (each a block from ``recdistill.modules``)::
+
+    ids, multi ──► SparseArch (EmbeddingBagCollection) ──► E: B x F x D ─┐
+    dense ─────────────────────────────────────────────────────────────┤
+                       ┌── GroupTowers (user / item / context) ─► B x G x T, pairwise dots
+    x0 = [E, dense] ───┼── CrossNet (DCN-v2) ─────────────────────► B x N0
+                       └── deep MLP ──────────────────────────────► B x H
+    OverArch([cross, deep, towers, dots]) ──► one click logit per row
+
+``forward`` is pure (model tensors in, logits ``B`` out); the loss lives in
+:class:`TeacherTrainTask`. :class:`TeacherInputs` says which tensors the model reads; it is
+built from a fitted preprocessor and stored with every checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from recdistill.config.teacher import TeacherConfig
+from recdistill.data.batch import ModelBatch
+from recdistill.data.schema import GROUPS, Schema
+from recdistill.errors import DataError
+from recdistill.modules.crossnet import CrossNet
+from recdistill.modules.mlp import MLP
+from recdistill.modules.sparse import SparseArch, SparseFeature
+from recdistill.modules.towers import GroupTowers, pairwise_dots
+
+
+class PreprocessorLike(Protocol):
+    """What the teacher needs from :class:`recdistill.data.preprocess.Preprocessor`."""
+
+    schema: Schema
+    max_len: int
+
+    @property
+    def dense_dim(self) -> int: ...
+    def table_rows(self, feature: str) -> int: ...
+    def table_name(self, feature: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class TeacherInputs:
+    """The model-tensor layout the teacher reads (see ``recdistill/data/batch.py``).
+
+    ``sparse``: id features, categorical columns first then multi columns, each with its table.
+    ``dense_groups``: the feature group of every column of ``ModelBatch.dense`` (a missing
+    indicator belongs to its feature's group).
+    """
+
+    sparse: tuple[SparseFeature, ...]
+    dense_groups: tuple[str, ...]
+    n_categorical: int
+    n_multi: int
+    max_len: int
+
+    @property
+    def dense_dim(self) -> int:
+        return len(self.dense_groups)
+
+    @classmethod
+    def from_preprocessor(cls, pre: PreprocessorLike) -> TeacherInputs:
+        """The layout a fitted preprocessor produces (the teacher reads every feature)."""
+        s = pre.schema
+        sparse = [
+            SparseFeature(f.name, f.kind, j, pre.table_name(f.name), pre.table_rows(f.name), f.group)
+            for kind in ("categorical", "multi")
+            for j, f in enumerate(s.by_kind(kind))
+        ]
+        groups = [f.group for f in s.dense]
+        stats = getattr(pre, "dense_stats", None)
+        if stats is not None:  # missing indicators follow the dense block, in schema order
+            groups += [f.group for f in s.dense if stats[f.name].has_missing]
+        if len(groups) != pre.dense_dim:
+            raise DataError(
+                f"preprocessor: dense block has {pre.dense_dim} columns but the schema explains {len(groups)}"
+            )
+        return cls(tuple(sparse), tuple(groups), len(s.categorical), len(s.multi), pre.max_len)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TeacherInputs:
+        return cls(
+            sparse=tuple(SparseFeature(**f) for f in d["sparse"]),
+            dense_groups=tuple(d["dense_groups"]),
+            n_categorical=int(d["n_categorical"]),
+            n_multi=int(d["n_multi"]),
+            max_len=int(d["max_len"]),
+        )
+
+    def differences(self, other: TeacherInputs) -> list[str]:
+        """Human-readable differences (empty when the layouts agree)."""
+        out = []
+        mine = {f.name: f for f in self.sparse}
+        theirs = {f.name: f for f in other.sparse}
+        for name in sorted(set(mine) | set(theirs)):
+            a, b = mine.get(name), theirs.get(name)
+            if a != b:
+                out.append(f"id feature {name!r}: {_describe(a)} vs {_describe(b)}")
+        if [f.name for f in self.sparse] != [f.name for f in other.sparse] and not out:
+            out.append("id features are in a different order")
+        if self.dense_groups != other.dense_groups:
+            out.append(f"dense block: {len(self.dense_groups)} columns {list(self.dense_groups)} vs "
+                       f"{len(other.dense_groups)} columns {list(other.dense_groups)}")
+        if self.max_len != other.max_len:
+            out.append(f"multi-valued max_len: {self.max_len} vs {other.max_len}")
+        return out
+
+    def check_batch(self, batch: ModelBatch, where: str) -> None:
+        """Raise :class:`DataError` if ``batch`` has the wrong shapes or ids outside a table."""
+        n = len(batch)
+        expected = {
+            "dense": (n, self.dense_dim),
+            "ids": (n, self.n_categorical),
+            "multi": (n, self.n_multi, self.max_len),
+        }
+        for name, shape in expected.items():
+            got = getattr(batch, name).shape
+            if tuple(got) != shape:
+                raise DataError(f"{where}: model tensor {name!r} has shape {list(got)}, the teacher expects {list(shape)}")
+        for f in self.sparse:
+            col = batch.ids[:, f.column] if f.kind == "categorical" else batch.multi[:, f.column, :]
+            if col.size and (int(col.min()) < 0 or int(col.max()) >= f.rows):
+                raise DataError(
+                    f"{where}: feature {f.name!r} has embedding rows in [{int(col.min())}, {int(col.max())}] "
+                    f"but table {f.table!r} has {f.rows} rows; was the data preprocessed with another preprocessor?"
+                )
+        if not np.isfinite(batch.dense).all():
+            raise DataError(f"{where}: the dense block holds NaN or inf after preprocessing")
+
+
+def _describe(f: SparseFeature | None) -> str:
+    if f is None:
+        return "absent"
+    return f"{f.kind} column {f.column}, table {f.table!r} with {f.rows} rows, group {f.group}"
+
+
+def _scaled(dims: Sequence[int], scale: float) -> tuple[int, ...]:
+    return tuple(max(1, round(d * scale)) for d in dims)
+
+
+class OverArch(nn.Module):
+    """MLP over the concatenated arms, then one linear logit: ``B x N -> B``."""
+
+    def __init__(self, in_dim: int, dims: Sequence[int], *, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.mlp = MLP(in_dim, dims, dropout=dropout)
+        self.logit = nn.Linear(self.mlp.out_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logit(self.mlp(x)).squeeze(-1)
+
+
+class Teacher(nn.Module):
+    """One multi-tower DCN-v2 ranker (see the module docstring).
+
+    ``forward(dense B x N, ids B x C, multi B x M x L) -> logits B``.
+    """
+
+    def __init__(self, inputs: TeacherInputs, cfg: TeacherConfig, *, member: int = 0) -> None:
+        super().__init__()
+        D = cfg.embedding_dim
+        scale = cfg.width_scale(member)
+        self.sparse = SparseArch(inputs.sparse, D)
+        groups = {
+            g: (
+                [i for i, f in enumerate(inputs.sparse) if f.group == g],
+                [j for j, dg in enumerate(inputs.dense_groups) if dg == g],
+            )
+            for g in GROUPS
+        }
+        self.towers = GroupTowers(groups, D, _scaled(cfg.tower_dims, scale), dropout=cfg.dropout)
+        n0 = len(inputs.sparse) * D + inputs.dense_dim
+        self.cross = CrossNet(n0, cfg.cross_layers, cfg.cross_low_rank) if cfg.cross_layers > 0 else None
+        self.deep = MLP(n0, _scaled(cfg.deep_dims, scale), dropout=cfg.dropout)
+        G = self.towers.num_towers
+        over_in = (n0 if self.cross is not None else 0) + self.deep.out_dim + G * self.towers.out_dim + G * (G - 1) // 2
+        self.over = OverArch(over_in, _scaled(cfg.over_dims, scale), dropout=cfg.dropout)
+
+    def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
+        """FP32 ``B x N``, INT64 ``B x C``, INT64 ``B x M x L`` -> FP32 logits ``B``."""
+        emb = self.sparse(ids, multi)  # B x F x D
+        B = emb.shape[0]
+        x0 = torch.cat([emb.reshape(B, -1), dense], dim=1)  # B x N0
+        towers = self.towers(emb, dense)  # B x G x T
+        arms = [self.deep(x0), towers.reshape(B, -1), pairwise_dots(towers)]
+        if self.cross is not None:
+            arms.insert(0, self.cross(x0))
+        return self.over(torch.cat(arms, dim=1))
+
+
+class TeacherEnsemble(nn.Module):
+    """``K`` teachers whose logits are averaged (``K = 1`` is a single teacher).
+
+    ``forward(dense, ids, multi) -> logits B``; :meth:`member_logits` gives ``K x B``.
+    """
+
+    def __init__(self, members: Sequence[Teacher]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def member_logits(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(dense, ids, multi) for m in self.members])
+
+    def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
+        return self.member_logits(dense, ids, multi).mean(0)
+
+
+def build_teacher(inputs: TeacherInputs, cfg: TeacherConfig) -> TeacherEnsemble:
+    """A freshly initialised ensemble; member ``k`` is seeded with ``cfg.seed + k`` (deterministic)."""
+    members = []
+    for k in range(cfg.ensemble_size):
+        torch.manual_seed(cfg.seed + k)
+        members.append(Teacher(inputs, cfg, member=k))
+    return TeacherEnsemble(members)
+
+
+class TeacherTrainTask(nn.Module):
+    """Train-task wrapper: the loss is the mean of every member's binary cross-entropy.
+
+    ``forward(dense, ids, multi, label B) -> (loss scalar, ensemble logits B)``. Members learn
+    independently (each from its own loss), so the ensemble averages K distinct rankers.
+    """
+
+    def __init__(self, model: TeacherEnsemble) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = nn.BCEWithLogitsLoss()
+
+    def forward(
+        self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor, label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model.member_logits(dense, ids, multi)  # K x B
+        loss = torch.stack([self.loss_fn(lg, label) for lg in logits]).mean()
+        return loss, logits.mean(0).detach()
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Parameter counts: ``embedding`` (EBC tables), ``dense`` (everything else), ``total``."""
+    emb = dense = 0
+    for name, p in model.state_dict().items():
+        n = int(np.prod(p.shape))
+        if "embedding_bags" in name:
+            emb += n
+        else:
+            dense += n
+    return {"embedding": emb, "dense": dense, "total": emb + dense}
