@@ -41,7 +41,9 @@ class ServingConfig:
             raise ValueError(f"max_queue_delay_us must be >= 0, got {self.max_queue_delay_us}")
         bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
         if bad:
-            raise ValueError(f"preferred_batch_sizes {bad} must lie in [1, max_batch_size={self.max_batch_size}]")
+            raise ValueError(
+                f"preferred_batch_sizes {bad} must lie in [1, max_batch_size={self.max_batch_size}]"
+            )
         if self.instance_count < 1:
             raise ValueError(f"instance_count must be >= 1, got {self.instance_count}")
         for name in ("http_port", "grpc_port", "metrics_port"):

@@ -23,10 +23,10 @@ _BLOCK_ELEMENTS = 1 << 21  # pair-matrix elements per chunk (~2 MB per int8 matr
 
 def tied_pairs(groups: SortedGroups) -> F64:
     """Pairs of rows with equal scores inside each group, ``[G]``."""
-    run, run_starts = tie_runs(groups)
+    _, run_starts = tie_runs(groups)
     run_sizes = np.diff(np.append(run_starts, len(groups.order))).astype(np.float64)
     pairs = run_sizes * (run_sizes - 1.0) / 2.0
-    return np.bincount(groups.group[run_starts], weights=pairs, minlength=groups.n_groups)
+    return np.bincount(groups.group[run_starts], weights=pairs, minlength=groups.n_groups).astype(np.float64)
 
 
 def _concordance_dense(ranks_a: F64, ranks_b: F64, starts: I64, sizes: I64) -> F64:
@@ -54,15 +54,18 @@ def _concordance_dense(ranks_a: F64, ranks_b: F64, starts: I64, sizes: I64) -> F
     return total
 
 
-def kendall_per_group(groups_a: SortedGroups, groups_b: SortedGroups, selected: I64) -> F64:
+def kendall_per_group(
+    groups_a: SortedGroups, groups_b: SortedGroups, ranks_a: F64, ranks_b: F64, selected: I64
+) -> F64:
     """Kendall's tau-b ``[m]`` of the ``selected`` groups (indices into ``groups_a``).
 
     ``groups_a`` and ``groups_b`` sort the same rows by the same group ids, by model A's and
-    model B's scores (descending). Groups are processed in chunks of similar size, each padded
-    to its largest group and holding at most ``_BLOCK_ELEMENTS`` pairs.
+    model B's scores (descending); ``ranks_a``, ``ranks_b`` ``[n]`` are their
+    :func:`average_ranks` in input row order. Groups are processed in chunks of similar size,
+    each padded to its largest group and holding at most ``_BLOCK_ELEMENTS`` pairs.
     """
-    ranks_a = average_ranks(groups_a)[groups_a.order]  # [n] layout of groups_a: ascending ranks
-    ranks_b = average_ranks(groups_b)[groups_a.order]
+    ranks_a = ranks_a[groups_a.order]  # [n] layout of groups_a: ranks ascending in each group
+    ranks_b = ranks_b[groups_a.order]
     sizes = groups_a.sizes[selected]
     total_pairs = sizes * (sizes - 1) / 2.0
     untied_a = total_pairs - tied_pairs(groups_a)[selected]
@@ -141,7 +144,7 @@ def fidelity(
     shared = np.bincount(group_of_row, weights=top_a & top_b, minlength=n_groups)
     overlap = shared[selected] / np.minimum(groups_a.sizes[selected], k)
 
-    kendall = kendall_per_group(groups_a, groups_b, selected)
+    kendall = kendall_per_group(groups_a, groups_b, ranks_a, ranks_b, selected)
     return {
         "spearman": float(np.mean(spearman)),
         "kendall": float(np.mean(kendall)),

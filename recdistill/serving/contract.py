@@ -61,7 +61,9 @@ class InputContract:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ServingError(f"input contract: {name} must be an integer >= 0, got {value!r}")
         if self.n_multi > 0 and self.max_len < 1:
-            raise ServingError(f"input contract: n_multi={self.n_multi} needs max_len >= 1, got {self.max_len}")
+            raise ServingError(
+                f"input contract: n_multi={self.n_multi} needs max_len >= 1, got {self.max_len}"
+            )
         if self.n_multi == 0 and self.max_len != 0:
             raise ServingError(f"input contract: max_len must be 0 when n_multi is 0, got {self.max_len}")
 
@@ -114,14 +116,18 @@ class InputContract:
             raise ServingError(f"{where}: parameter {CONTRACT_PARAMETER!r} is not valid JSON ({e})") from e
         keys = {"n_dense", "n_ids", "n_multi", "max_len"}
         if not isinstance(raw, dict) or set(raw) != keys:
-            raise ServingError(f"{where}: parameter {CONTRACT_PARAMETER!r} must be an object with keys {sorted(keys)}")
+            raise ServingError(
+                f"{where}: parameter {CONTRACT_PARAMETER!r} must be an object with keys {sorted(keys)}"
+            )
         try:
             return cls(**raw)
         except ServingError as e:
             raise ServingError(f"{where}: {e}") from e
 
 
-def contract_io(n_dense: int, n_ids: int, n_multi: int, max_len: int) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+def contract_io(
+    n_dense: int, n_ids: int, n_multi: int, max_len: int
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """``(inputs, outputs)`` of the standard contract with these true widths (wire widths >= 1)."""
     contract = InputContract(n_dense=n_dense, n_ids=n_ids, n_multi=n_multi, max_len=max_len)
     return contract.inputs(), contract.outputs()

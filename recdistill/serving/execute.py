@@ -80,7 +80,6 @@ def execute_requests(
     return results
 
 
-
 @dataclass(frozen=True)
 class ServedModel:
     """One loaded model instance inside the Python backend (built from Triton's ``initialize`` args)."""

@@ -111,14 +111,20 @@ def read_predictor_json(version_dir: Path) -> tuple[str, dict[str, Any]]:
     except json.JSONDecodeError as e:
         raise ArtefactError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str):
-        raise ArtefactError(f"{path}: must be a JSON object with a string 'kind' (one of {sorted(PREDICTOR_KINDS)})")
+        raise ArtefactError(
+            f"{path}: must be a JSON object with a string 'kind' (one of {sorted(PREDICTOR_KINDS)})"
+        )
     kind = raw.pop("kind")
     entry = PREDICTOR_KINDS.get(kind)
     if entry is None:
-        raise ArtefactError(f"{path}: unknown predictor kind {kind!r}; known kinds: {sorted(PREDICTOR_KINDS)}")
+        raise ArtefactError(
+            f"{path}: unknown predictor kind {kind!r}; known kinds: {sorted(PREDICTOR_KINDS)}"
+        )
     unknown = sorted(set(raw) - set(entry.options))
     if unknown:
-        raise ArtefactError(f"{path}: unknown keys {unknown} for kind {kind!r}; allowed: {sorted(entry.options)}")
+        raise ArtefactError(
+            f"{path}: unknown keys {unknown} for kind {kind!r}; allowed: {sorted(entry.options)}"
+        )
     return kind, raw
 
 

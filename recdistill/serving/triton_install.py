@@ -102,12 +102,20 @@ def locate_wheel() -> WheelFiles:
     stubs = server_dir / "python_backend_stubs"
     stub = stubs / py / STUB
     libs = package.parent / "nvidia_pytriton.libs"
-    for needed in (server_dir / "bin" / "tritonserver", server_dir / "backends" / "python" / "libtriton_python.so", libs):
+    for needed in (
+        server_dir / "bin" / "tritonserver",
+        server_dir / "backends" / "python" / "libtriton_python.so",
+        libs,
+    ):
         if not needed.exists():
-            raise ServingError(f"{needed} is missing: the {PYTRITON_DIST} install is incomplete; reinstall it")
+            raise ServingError(
+                f"{needed} is missing: the {PYTRITON_DIST} install is incomplete; reinstall it"
+            )
     if not stub.is_file():
         have = sorted(p.name for p in stubs.iterdir()) if stubs.is_dir() else []
-        raise ServingError(f"{PYTRITON_DIST} has no Python-backend stub for Python {py} ({stubs} holds {have})")
+        raise ServingError(
+            f"{PYTRITON_DIST} has no Python-backend stub for Python {py} ({stubs} holds {have})"
+        )
     return WheelFiles(server_dir=server_dir, stub=stub, libs_dir=libs, version=version)
 
 
@@ -122,7 +130,9 @@ def prepare_triton(dest: Path | None = None) -> TritonInstall:
             if not _intact(root, expected):
                 _copy(root, wheel, expected)
     except OSError as e:
-        raise ServingError(f"{root}: cannot prepare the Triton server there ({e}); pass a writable folder") from e
+        raise ServingError(
+            f"{root}: cannot prepare the Triton server there ({e}); pass a writable folder"
+        ) from e
     return TritonInstall(
         root=root,
         server_bin=root / "bin" / "tritonserver",
@@ -142,7 +152,12 @@ def _server_env(wheel: WheelFiles) -> dict[str, str]:
         )
     ld_path = [str(wheel.libs_dir)]
     libdir, soname = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
-    if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and soname and (Path(libdir) / soname).exists():
+    if (
+        sysconfig.get_config_var("Py_ENABLE_SHARED")
+        and libdir
+        and soname
+        and (Path(libdir) / soname).exists()
+    ):
         ld_path.insert(0, str(libdir))  # else the stub loads the system libpython3.X (same ABI)
     package_root = Path(recdistill.__file__).resolve().parent.parent
     return {
@@ -188,7 +203,9 @@ def _intact(root: Path, expected: dict[str, Any]) -> bool:
 
 def _copy(root: Path, wheel: WheelFiles, marker: dict[str, Any]) -> None:
     with atomic_path(root) as tmp:
-        shutil.copytree(wheel.server_dir, tmp, ignore=shutil.ignore_patterns("python_backend_stubs", "__pycache__"))
+        shutil.copytree(
+            wheel.server_dir, tmp, ignore=shutil.ignore_patterns("python_backend_stubs", "__pycache__")
+        )
         shutil.copy2(wheel.stub, tmp / "backends" / "python" / STUB)
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
@@ -205,7 +222,9 @@ def _locked(lock_path: Path) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise ServingError(f"{lock_path}: still locked after {_LOCK_TIMEOUT_S:.0f} s by another prepare") from None
+                    raise ServingError(
+                        f"{lock_path}: still locked after {_LOCK_TIMEOUT_S:.0f} s by another prepare"
+                    ) from None
                 time.sleep(0.1)
         try:
             yield

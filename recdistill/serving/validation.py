@@ -19,7 +19,11 @@ from recdistill.data.batch import F32, MISSING_ID, RawBatch
 from recdistill.errors import ServingError
 from recdistill.serving.contract import DENSE, IDS, MULTI, InputContract
 
-_EXPECTED = {DENSE: (np.dtype(np.float32), "FP32", 2), IDS: (np.dtype(np.int64), "INT64", 2), MULTI: (np.dtype(np.int64), "INT64", 3)}
+_EXPECTED = {
+    DENSE: (np.dtype(np.float32), "FP32", 2),
+    IDS: (np.dtype(np.int64), "INT64", 2),
+    MULTI: (np.dtype(np.int64), "INT64", 3),
+}
 
 
 class InvalidRequestError(ServingError):

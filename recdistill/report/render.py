@@ -1,0 +1,225 @@
+"""``report.md`` and a self-contained ``report.html`` from measured numbers.
+
+Inputs are the evaluation results (quality, sizes, calibration tables; ``evaluation.json``) and
+the load-test results (served latency per model; ``loadtest/results.json``). The recommendation
+is the best-quality student whose served p99 meets the target at the tested rate with no errors,
+or a plain statement that none does.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recdistill.io_utils import atomic_write_text
+from recdistill.report import charts
+
+QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # key, header, format
+    ("auc", "AUC", "{:.4f}"),
+    ("auc_lift_kept", "AUC lift kept", "{:.1%}"),
+    ("logloss", "logloss", "{:.4f}"),
+    ("gauc", "GAUC", "{:.4f}"),
+    ("ndcg@10", "NDCG@10", "{:.4f}"),
+    ("ece", "ECE", "{:.4f}"),
+    ("fidelity_spearman", "Spearman vs teacher", "{:.3f}"),
+    ("params", "params", "{:,}"),
+    ("bytes", "bytes", "{:,}"),
+    ("latency_ms_inprocess", "in-process ms / 128 rows", "{:.3f}"),
+)
+LATENCY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("p50_ms", "p50 ms", "{:.2f}"),
+    ("p99_ms", "p99 ms", "{:.2f}"),
+    ("p999_ms", "p99.9 ms", "{:.2f}"),
+    ("achieved_rps", "achieved req/s", "{:.0f}"),
+    ("errors", "errors", "{:d}"),
+    ("capacity_rps", "capacity at target (req/s)", "{:.0f}"),
+)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    model: str | None
+    text: str
+
+
+def recommend(evaluation: Mapping[str, Any], loadtest: Mapping[str, Any] | None) -> Recommendation:
+    """The best-AUC student meeting the p99 target at the tested rate with no errors."""
+    if not loadtest:
+        return Recommendation(None, "No load test was run, so no student can be recommended for serving.")
+    target = float(loadtest["target_p99_ms"])
+    rate = float(loadtest["rate"])
+    served = loadtest["models"]
+    passing: list[tuple[float, str, Mapping[str, Any]]] = []
+    failing: list[str] = []
+    for name, m in evaluation["models"].items():
+        if m.get("role") != "student" or not m.get("served_as") or m["served_as"] not in served:
+            continue
+        lt = served[m["served_as"]]
+        ok = lt["p99_ms"] <= target and lt["errors"] == 0 and lt["achieved_rps"] >= 0.95 * rate
+        if ok:
+            passing.append((float(m["auc"]), name, lt))
+        else:
+            failing.append(
+                f"{name} (p99 {lt['p99_ms']:.2f} ms, {lt['achieved_rps']:.0f} req/s, {lt['errors']} errors)"
+            )
+    if not passing:
+        why = "; ".join(failing) if failing else "no student was served"
+        return Recommendation(
+            None, f"No student meets the p99 target of {target:g} ms at {rate:g} req/s: {why}."
+        )
+    auc, name, lt = max(passing)
+    m = evaluation["models"][name]
+    teacher = evaluation["models"].get("teacher", {})
+    kept = m.get("auc_lift_kept")
+    parts = [
+        f"**Serve `{name}`**: the best-quality student that meets the p99 target of {target:g} ms at {rate:g} req/s.",
+        f"Test AUC {auc:.4f}"
+        + (f" ({kept:.1%} of the teacher's AUC lift over 0.5)" if kept is not None else "")
+        + ",",
+        f"served p99 {lt['p99_ms']:.2f} ms at {lt['achieved_rps']:.0f} req/s with {lt['errors']} errors,",
+    ]
+    if teacher.get("params") and m.get("params"):
+        parts.append(f"{teacher['params'] / max(m['params'], 1):.0f}x fewer parameters than the teacher.")
+    return Recommendation(name, " ".join(parts))
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def _table(
+    rows: Mapping[str, Mapping[str, Any]], columns: tuple[tuple[str, str, str], ...]
+) -> list[list[str]]:
+    present = [c for c in columns if any(c[0] in r for r in rows.values())]
+    out = [["model", *[h for _, h, _ in present]]]
+    for name, r in rows.items():
+        out.append([name, *[_fmt(r.get(k), f) for k, _, f in present]])
+    return out
+
+
+def _md_table(t: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(t[0]) + " |", "|" + "---|" * len(t[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in t[1:]]
+    return "\n".join(lines)
+
+
+def _html_table(t: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in t[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in t[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_report(
+    run_dir: Path,
+    *,
+    evaluation: Mapping[str, Any],
+    loadtest: Mapping[str, Any] | None,
+    title: str,
+    machine: str,
+) -> tuple[Path, Path]:
+    """Write ``report.md``, ``report.html`` and ``report_assets/*.png``; returns the two paths."""
+    assets = run_dir / "report_assets"
+    models = evaluation["models"]
+    images: list[tuple[str, Path]] = []
+    served = (loadtest or {}).get("models", {})
+    target = float(loadtest["target_p99_ms"]) if loadtest else None
+    points = [
+        (name, float(served[m["served_as"]]["p99_ms"]), float(m["auc"]), str(m.get("role", "student")))
+        for name, m in models.items()
+        if m.get("served_as") in served
+    ]
+    if points:
+        images.append(
+            (
+                "Quality against served p99 latency",
+                charts.quality_vs_latency(points, target_ms=target, out=assets / "quality_vs_latency.png"),
+            )
+        )
+    tables = {n: m["reliability"] for n, m in models.items() if m.get("reliability")}
+    if tables:
+        images.append(("Calibration", charts.reliability_diagrams(tables, out=assets / "reliability.png")))
+    lat = {n: m["latencies_ms"] for n, m in served.items() if m.get("latencies_ms")}
+    if lat:
+        images.append(
+            ("Latency CDFs", charts.latency_cdfs(lat, target_ms=target, out=assets / "latency_cdf.png"))
+        )
+    sizes = {n: (int(m.get("params", 0)), int(m.get("bytes", 0))) for n, m in models.items() if "params" in m}
+    if sizes:
+        images.append(("Model sizes", charts.model_sizes(sizes, out=assets / "model_sizes.png")))
+
+    rec = recommend(evaluation, loadtest)
+    quality = _table(models, QUALITY_COLUMNS)
+    latency = _table(served, LATENCY_COLUMNS) if served else None
+    bayes = evaluation.get("bayes_auc")
+
+    md: list[str] = [f"# {title}", "", "## Recommendation", "", rec.text, ""]
+    md += ["## Quality on the test split", ""]
+    if bayes is not None:
+        md += [f"Bayes-optimal AUC (from the generator's true click probability): {bayes:.4f}.", ""]
+    md += [_md_table(quality), ""]
+    if latency:
+        md += [
+            "## Served latency (real Triton Inference Server)",
+            "",
+            f"Open loop, Poisson arrivals at {loadtest['rate']:g} req/s, {loadtest['candidates']} candidates "  # type: ignore[index]
+            f"per request, gRPC, latency from the scheduled start. Machine: {machine}. "
+            "Triton and the load generator share the same cores.",
+            "",
+            _md_table(latency),
+            "",
+        ]
+    for caption, path in images:
+        md += [f"## {caption}", "", f"![{caption}]({path.relative_to(run_dir)})", ""]
+    md_path = atomic_write_text(run_dir / "report.md", "\n".join(md))
+
+    body = [f"<h1>{html.escape(title)}</h1>", "<h2>Recommendation</h2>", f"<p>{_md_inline(rec.text)}</p>"]
+    body += ["<h2>Quality on the test split</h2>"]
+    if bayes is not None:
+        body.append(f"<p>Bayes-optimal AUC: {bayes:.4f}.</p>")
+    body.append(_html_table(quality))
+    if latency:
+        body += [
+            "<h2>Served latency (real Triton Inference Server)</h2>",
+            f"<p>Open loop at {loadtest['rate']:g} req/s, {loadtest['candidates']} candidates per request. "  # type: ignore[index]
+            f"Machine: {html.escape(machine)}. Triton and the load generator share the same cores.</p>",
+            _html_table(latency),
+        ]
+    for caption, path in images:
+        data = base64.b64encode(path.read_bytes()).decode()
+        body += [
+            f"<h2>{html.escape(caption)}</h2>",
+            f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">',
+        ]
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
+    html_path = atomic_write_text(run_dir / "report.html", page)
+    return md_path, html_path
+
+
+def _md_inline(text: str) -> str:
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+    "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}"
+    "th{background:#f4f4f4}img{max-width:100%;border:1px solid #eee}"
+)
