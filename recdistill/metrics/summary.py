@@ -8,7 +8,7 @@ import numpy.typing as npt
 from recdistill.metrics._checks import as_1d, as_binary_labels, as_ids, as_probs, check_lengths
 from recdistill.metrics.calibration import ece
 from recdistill.metrics.classification import auc, gauc, logloss
-from recdistill.metrics.ranking import mrr, ndcg_at_k
+from recdistill.metrics.ranking import mrr_sorted, ndcg_sorted, rank_requests
 
 
 def ranking_metrics(
@@ -43,7 +43,8 @@ def ranking_metrics(
     if users is not None:
         out["gauc"] = gauc(y, p, users[keep])
     if requests is not None:
-        out[f"ndcg@{k}"] = ndcg_at_k(y, p, requests[keep], k=k)
-        out["mrr"] = mrr(y, p, requests[keep])
+        groups, labels_sorted = rank_requests(y, p, requests[keep])  # one sort for both
+        out[f"ndcg@{k}"] = ndcg_sorted(groups, labels_sorted, k)
+        out["mrr"] = mrr_sorted(groups, labels_sorted)
     out["ece"] = ece(y, p)
     return out
