@@ -41,7 +41,6 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from recdistill.serving.launcher import TritonServer
     from recdistill.serving.repository import describe
-    from recdistill.serving.triton_install import prepare_triton
 
     cfg = ServingConfig()
     if args.config:
@@ -59,17 +58,20 @@ def run(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, **overrides)
 
     stop = threading.Event()
+    started = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        if not started.is_set():  # abort a start-up in progress (TritonServer.start cleans up)
+            raise KeyboardInterrupt(f"signal {signum} during start-up")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    install = prepare_triton(Path(cfg.triton_cache) if cfg.triton_cache else None)
     server = TritonServer.from_config(
-        Path(args.repository), cfg, log_dir=Path(args.log_dir) if args.log_dir else None, install=install
+        Path(args.repository), cfg, log_dir=Path(args.log_dir) if args.log_dir else None
     )
     try:
         server.start()
+        started.set()
         assert server.repository is not None
         sys.stdout.write(describe(server.repository))
         info = {

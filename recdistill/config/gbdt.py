@@ -67,13 +67,23 @@ class GbdtStudentConfig:
         for name in ("num_leaves", "max_bin"):
             if getattr(self, name) < 2:
                 raise ValueError(f"{name} must be >= 2, got {getattr(self, name)}")
-        for name in ("num_boost_round", "early_stopping_rounds", "min_data_in_leaf", "num_threads", "min_id_count"):
+        for name in (
+            "num_boost_round",
+            "early_stopping_rounds",
+            "min_data_in_leaf",
+            "num_threads",
+            "min_id_count",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.oof_folds < 2:
-            raise ValueError(f"oof_folds must be >= 2 (out-of-fold encodings need another fold), got {self.oof_folds}")
+            raise ValueError(
+                f"oof_folds must be >= 2 (out-of-fold encodings need another fold), got {self.oof_folds}"
+            )
         if self.max_cat_levels < 0:
-            raise ValueError(f"max_cat_levels must be >= 0 (0 = no native categoricals), got {self.max_cat_levels}")
+            raise ValueError(
+                f"max_cat_levels must be >= 0 (0 = no native categoricals), got {self.max_cat_levels}"
+            )
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0.0):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         for name in ("feature_fraction", "bagging_fraction"):

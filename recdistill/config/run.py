@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recdistill.config.data import DataConfig
+from recdistill.config.serving import ServingConfig
+from recdistill.config.teacher import TeacherConfig
 from recdistill.config.loader import from_mapping, load_yaml
 
 
@@ -15,6 +17,8 @@ class RunConfig:
 
     run_dir: str = "runs/demo"
     data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
 
 def load_config(path: str | Path) -> RunConfig:

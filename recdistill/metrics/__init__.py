@@ -2,8 +2,8 @@
 
   * :mod:`~recdistill.metrics.classification`: ``auc``, ``gauc``, ``logloss``
   * :mod:`~recdistill.metrics.ranking`: ``ndcg_at_k``, ``mrr`` per request
-  * :mod:`~recdistill.metrics.calibration`: ``calibration`` (ECE + reliability table), ``ece``
-  * :mod:`~recdistill.metrics.fidelity`: ``fidelity`` (Spearman, Kendall, top-k overlap)
+  * :mod:`~recdistill.metrics.calibration_error`: ``calibration`` (ECE + reliability table), ``ece``
+  * :mod:`~recdistill.metrics.rank_agreement`: ``fidelity`` (Spearman, Kendall, top-k overlap)
   * :mod:`~recdistill.metrics.streaming`: ``StreamingBinaryMetrics`` (constant memory)
   * :mod:`~recdistill.metrics.summary`: ``ranking_metrics`` (all of the above that apply)
 
@@ -13,9 +13,9 @@ with a click) return NaN rather than raising.
 """
 
 from recdistill.metrics._checks import MetricInputError
-from recdistill.metrics.calibration import CalibrationResult, calibration, ece
+from recdistill.metrics.calibration_error import CalibrationResult, calibration, ece
 from recdistill.metrics.classification import auc, gauc, logloss
-from recdistill.metrics.fidelity import fidelity
+from recdistill.metrics.rank_agreement import fidelity
 from recdistill.metrics.ranking import mrr, ndcg_at_k
 from recdistill.metrics.streaming import StreamingBinaryMetrics
 from recdistill.metrics.summary import ranking_metrics

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recdistill.metrics._checks import as_1d, as_binary_labels, as_probs, check_lengths
-from recdistill.metrics.calibration import (
+from recdistill.metrics.calibration_error import (
     CalibrationResult,
     assign_bins,
     bin_edges,

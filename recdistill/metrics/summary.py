@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recdistill.metrics._checks import as_1d, as_binary_labels, as_ids, as_probs, check_lengths
-from recdistill.metrics.calibration import ece
+from recdistill.metrics.calibration_error import ece
 from recdistill.metrics.classification import auc, gauc, logloss
 from recdistill.metrics.ranking import mrr_sorted, ndcg_sorted, rank_requests
 

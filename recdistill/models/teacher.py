@@ -109,8 +109,10 @@ class TeacherInputs:
         if [f.name for f in self.sparse] != [f.name for f in other.sparse] and not out:
             out.append("id features are in a different order")
         if self.dense_groups != other.dense_groups:
-            out.append(f"dense block: {len(self.dense_groups)} columns {list(self.dense_groups)} vs "
-                       f"{len(other.dense_groups)} columns {list(other.dense_groups)}")
+            out.append(
+                f"dense block: {len(self.dense_groups)} columns {list(self.dense_groups)} vs "
+                f"{len(other.dense_groups)} columns {list(other.dense_groups)}"
+            )
         if self.max_len != other.max_len:
             out.append(f"multi-valued max_len: {self.max_len} vs {other.max_len}")
         return out
@@ -126,7 +128,9 @@ class TeacherInputs:
         for name, shape in expected.items():
             got = getattr(batch, name).shape
             if tuple(got) != shape:
-                raise DataError(f"{where}: model tensor {name!r} has shape {list(got)}, the teacher expects {list(shape)}")
+                raise DataError(
+                    f"{where}: model tensor {name!r} has shape {list(got)}, the teacher expects {list(shape)}"
+                )
         for f in self.sparse:
             col = batch.ids[:, f.column] if f.kind == "categorical" else batch.multi[:, f.column, :]
             if col.size and (int(col.min()) < 0 or int(col.max()) >= f.rows):
@@ -183,7 +187,12 @@ class Teacher(nn.Module):
         self.cross = CrossNet(n0, cfg.cross_layers, cfg.cross_low_rank) if cfg.cross_layers > 0 else None
         self.deep = MLP(n0, _scaled(cfg.deep_dims, scale), dropout=cfg.dropout)
         G = self.towers.num_towers
-        over_in = (n0 if self.cross is not None else 0) + self.deep.out_dim + G * self.towers.out_dim + G * (G - 1) // 2
+        over_in = (
+            (n0 if self.cross is not None else 0)
+            + self.deep.out_dim
+            + G * self.towers.out_dim
+            + G * (G - 1) // 2
+        )
         self.over = OverArch(over_in, _scaled(cfg.over_dims, scale), dropout=cfg.dropout)
 
     def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:

@@ -50,9 +50,7 @@ class CrossNet(nn.Module):
         """``B x N`` -> ``B x N``."""
         x = x0
         for i in range(self.num_layers):
-            if self.low_rank:
-                xw = self.U[i](self.V[i](x))  # B x N through the rank-r bottleneck
-            else:
-                xw = self.W[i](x)
+            # B x N; with a low rank through the rank-r bottleneck V then U
+            xw = self.U[i](self.V[i](x)) if self.low_rank else self.W[i](x)
             x = x0 * xw + x
         return x

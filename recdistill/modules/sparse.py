@@ -51,7 +51,9 @@ def table_configs(features: Sequence[SparseFeature], embedding_dim: int) -> list
     for t in order:
         rows = {f.rows for f in users[t]}
         if len(rows) != 1:
-            raise ValueError(f"table {t!r}: features {[f.name for f in users[t]]} disagree on its rows {sorted(rows)}")
+            raise ValueError(
+                f"table {t!r}: features {[f.name for f in users[t]]} disagree on its rows {sorted(rows)}"
+            )
         name = _SAFE.sub("_", t)
         while name in seen:
             name += "_"

@@ -64,7 +64,8 @@ class RankingClient:
 
     # -- synchronous --------------------------------------------------------------------------------
     def predict(self, raw: RawBatch) -> F32:
-        """Click probabilities FP32 ``[B]`` for the rows of ``raw``."""
+        """Click probabilities FP32 ``[B]`` for the rows of ``raw`` (``B >= 1``)."""
+        self._check_not_empty(raw)
         inputs = self._inputs(raw)
         try:
             if self.protocol == "http":
@@ -108,6 +109,7 @@ class RankingClient:
             raise ServingError(
                 f"predict_async uses gRPC; create the client with protocol='grpc' (got {self.protocol!r})"
             )
+        self._check_not_empty(raw)
         if self._aio is None:
             self._aio = grpcaio.InferenceServerClient(self.url)
         inputs = self._grpc_inputs(raw)
@@ -123,6 +125,13 @@ class RankingClient:
             self._aio = None
 
     # -- helpers ------------------------------------------------------------------------------------
+    def _check_not_empty(self, raw: RawBatch) -> None:
+        # Triton 2.51 answers a 0-row request with a confusing "input byte size mismatch"
+        if len(raw) == 0:
+            raise ServingError(
+                f"{self.protocol}://{self.url} model {self.model!r}: empty batch: 0 rows; send at least one candidate"
+            )
+
     def _inputs(self, raw: RawBatch) -> list[Any]:
         if self.protocol == "grpc":
             return self._grpc_inputs(raw)
@@ -157,22 +166,13 @@ class RankingClient:
 
 
 def raw_batches_from_file(path: Path, schema: Schema, candidates: int) -> Iterator[RawBatch]:
-    """Raw request batches of ``candidates`` rows each, read from a data file (load tests, parity).
-
-    TODO(lead): wire to the preprocessing raw extraction once it exists; the expected helper is
-    ``recdistill.data.preprocess.raw_batch_from_frame(frame, schema) -> RawBatch``.
-    """
-    try:
-        from recdistill.data.preprocess import raw_batch_from_frame  # type: ignore[import-not-found, unused-ignore]
-    except ImportError as e:
-        raise ServingError(
-            f"{path}: reading raw request batches needs recdistill.data.preprocess.raw_batch_from_frame, "
-            f"which is not available yet ({e})"
-        ) from e
-    import polars as pl
+    """Raw request batches of ``candidates`` consecutive rows each (the last may be shorter), read
+    from a data file with bounded memory: the same extraction training and the load tester use
+    (:func:`recdistill.data.raw.raw_batch_from_frame`)."""
+    from recdistill.data.raw import raw_batch_from_frame
+    from recdistill.data.readers import iter_frames
 
     if candidates < 1:
         raise ServingError(f"candidates must be >= 1, got {candidates}")
-    frame = pl.read_parquet(path)
-    for start in range(0, frame.height, candidates):
-        yield raw_batch_from_frame(frame.slice(start, candidates), schema)
+    for frame in iter_frames(path, batch_rows=candidates, columns=schema.feature_names):
+        yield raw_batch_from_frame(frame, schema, source=str(path))

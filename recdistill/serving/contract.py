@@ -13,7 +13,7 @@ no categorical or no multi-valued features. Such a tensor travels with a *dummy 
 column* (``dims [1]``, or ``[1, 1]`` for ``multi``): :class:`~recdistill.serving.client.RankingClient`
 fills it with the missing marker (NaN / -1), the server checks its dtype and shape like any
 other input and then drops it unread, so a predictor always receives the true widths
-(``[B, 0]``, ``[B, 0, 0]``). The true widths travel in each model's ``config.pbtxt`` as the
+(``[B, 0]``, ``[B, 0, max_len]``). The true widths travel in each model's ``config.pbtxt`` as the
 ``recdistill_contract`` parameter, which is how the backend tells "one feature" from "dummy".
 """
 
@@ -64,18 +64,21 @@ class InputContract:
             raise ServingError(
                 f"input contract: n_multi={self.n_multi} needs max_len >= 1, got {self.max_len}"
             )
-        if self.n_multi == 0 and self.max_len != 0:
-            raise ServingError(f"input contract: max_len must be 0 when n_multi is 0, got {self.max_len}")
 
     @classmethod
     def from_schema(cls, schema: Schema) -> InputContract:
-        """The contract of ``schema``: every feature, ``teacher_only`` included (students ignore those)."""
-        multi = schema.multi
+        """The contract of ``schema``: every feature, ``teacher_only`` included (students ignore those).
+
+        ``max_len`` is :func:`recdistill.data.raw.max_multi_len` (1 without multi features), so the
+        tensors the server hands a predictor have the shapes ``raw_batch_from_frame`` produces.
+        """
+        from recdistill.data.raw import max_multi_len  # polars: only where a schema is at hand
+
         return cls(
             n_dense=len(schema.dense),
             n_ids=len(schema.categorical),
-            n_multi=len(multi),
-            max_len=max((f.max_len for f in multi), default=0),
+            n_multi=len(schema.multi),
+            max_len=max_multi_len(schema),
         )
 
     # -- wire shapes (what Triton sees) ----------------------------------------------------------
@@ -147,6 +150,6 @@ def to_wire(raw: RawBatch) -> dict[str, np.ndarray]:
         dense = np.full((b, 1), np.nan, dtype=np.float32)
     if ids.ndim == 2 and ids.shape[1] == 0:
         ids = np.full((b, 1), MISSING_ID, dtype=np.int64)
-    if multi.ndim == 3 and (multi.shape[1] == 0 or multi.shape[2] == 0):
-        multi = np.full((b, 1, 1), MISSING_ID, dtype=np.int64)
+    if multi.ndim == 3 and multi.shape[1] == 0:
+        multi = np.full((b, 1, max(multi.shape[2], 1)), MISSING_ID, dtype=np.int64)
     return {DENSE: dense, IDS: ids, MULTI: multi}

@@ -39,7 +39,7 @@ from recdistill.serving.triton_install import TritonInstall, prepare_triton
 HOST = "127.0.0.1"
 LOG_FILE = "triton.log"
 _PORT_NAMES = ("http", "grpc", "metrics")
-_BIND_FAILURE = ("address already in use", "failed to bind", "failed to start")
+_BIND_FAILURE = "already in use"  # Triton: "failed to start HTTP service: ... Socket ... already in use"
 _START_ATTEMPTS = 3  # only when ports were picked here (another process may grab one meanwhile)
 
 
@@ -74,6 +74,7 @@ class TritonServer:
         repository: Path,
         *,
         install: TritonInstall | None = None,
+        triton_cache: Path | None = None,
         http_port: int = 0,
         grpc_port: int = 0,
         metrics_port: int = 0,
@@ -87,6 +88,7 @@ class TritonServer:
     ) -> None:
         self.repository_path = Path(repository).resolve()
         self._install = install
+        self._triton_cache = triton_cache  # where prepare_triton copies the server when install is None
         self._requested = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
         self.log_dir = Path(log_dir).resolve() if log_dir is not None else None
         self.startup_timeout_s = startup_timeout_s
@@ -114,6 +116,7 @@ class TritonServer:
         return cls(
             repository,
             install=install,
+            triton_cache=Path(config.triton_cache) if config.triton_cache else None,
             http_port=config.http_port,
             grpc_port=config.grpc_port,
             metrics_port=config.metrics_port,
@@ -170,7 +173,7 @@ class TritonServer:
         given = [p for p in self._requested.values() if p]
         if len(set(given)) != len(given):
             raise ServingError(f"http, grpc and metrics ports must differ, got {self._requested}")
-        install = self._install or prepare_triton()
+        install = self._install or prepare_triton(self._triton_cache)
         if self.log_dir is None:
             self.log_dir = Path(tempfile.mkdtemp(prefix="recdistill-triton-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -183,8 +186,11 @@ class TritonServer:
             except ServingError:
                 tail = self.log_tail().lower()
                 self.stop()
-                if not (picked and attempt < _START_ATTEMPTS and any(s in tail for s in _BIND_FAILURE)):
+                if not (picked and attempt < _START_ATTEMPTS and _BIND_FAILURE in tail):
                     raise
+            except BaseException:  # Ctrl-C / SIGTERM while waiting: leave nothing running
+                self.stop()
+                raise
         raise AssertionError("unreachable")
 
     def _spawn(self, install: TritonInstall) -> None:

@@ -28,11 +28,11 @@ from torchrec.distributed import DistributedModelParallel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
 from torchrec.distributed.types import ShardingEnv, ShardingType
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
-from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
 from recdistill.config.teacher import TeacherConfig
 
@@ -140,13 +140,13 @@ def shard_model(model: nn.Module, cfg: TeacherConfig, ctx: DistContext) -> Distr
     sharders = [CpuRowWiseSharder()]
     pg = dist.GroupMember.WORLD
     assert pg is not None
-    plan = planner.collective_plan(model, sharders, pg)  # type: ignore[arg-type]
+    plan = planner.collective_plan(model, sharders, pg)
     dmp = DistributedModelParallel(
         module=model,
         env=ShardingEnv.from_process_group(pg),
         device=ctx.device,
         plan=plan,
-        sharders=sharders,  # type: ignore[arg-type]
+        sharders=sharders,
     )
     load_full_state(dmp, full_state)
     return dmp

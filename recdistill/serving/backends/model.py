@@ -68,6 +68,7 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
-        close = getattr(self.model.predictor, "close", None)
+        model = getattr(self, "model", None)  # absent when initialize failed
+        close = getattr(model.predictor, "close", None) if model is not None else None
         if callable(close):
             close()

@@ -3,9 +3,9 @@
 Per request we compare the two orderings with Spearman's rho, Kendall's tau-b and the top-k
 overlap, then average over requests. Everything is vectorised over requests: ranks come from
 one sort per model; Kendall's tau-b counts concordant pairs in padded ``[requests, L, L]``
-blocks (``O(L^2)`` per request, fine for the usual 128 candidates; requests are chunked by
-size so padding stays small), and falls back to
-``scipy.stats.kendalltau`` (``O(L log L)``) for requests larger than ``MAX_DENSE_GROUP``.
+blocks, ``O(L^2)`` per request, fine for the usual 128 candidates (requests are chunked by
+size so padding stays small). Requests larger than ``MAX_DENSE_GROUP`` fall back to
+``scipy.stats.kendalltau`` (``O(L log L)``) in a loop.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def tied_pairs(groups: SortedGroups) -> F64:
 
 
 def _concordance_dense(ranks_a: F64, ranks_b: F64, starts: I64, sizes: I64) -> F64:
-    """``sum_{i<j} sign(a_i - a_j) * sign(b_i - b_j)`` of groups stored contiguously from
+    """``sum_{i>j} sign(a_i - a_j) * sign(b_i - b_j)`` of groups stored contiguously from
     ``starts`` ``[c]`` with ``sizes`` ``[c]``, ``a`` non-decreasing inside each group.
 
     ``ranks_a``, ``ranks_b`` ``[n]`` in that layout. Builds ``[c, L, L]`` pair blocks with

@@ -1,0 +1,52 @@
+"""``recdistill score``: teacher soft labels for every split, written to soft_labels/<split>.parquet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "score",
+        help="write teacher logits/probabilities for every split (soft labels)",
+        description="Stream every split (train/valid/test/transfer) through the teacher in chunks and write "
+        "<out>/<split>.parquet (row key, teacher_logit, teacher_prob) plus <out>/manifest.json.",
+    )
+    p.add_argument("--data", required=True, help="data directory (split parquet files + schema.json)")
+    p.add_argument("--preprocess", required=True, help="fitted preprocessing directory")
+    p.add_argument("--teacher", required=True, help="teacher directory (model.pt) or an epoch checkpoint")
+    p.add_argument("--out", required=True, help="soft-label output directory")
+    p.add_argument("--splits", nargs="+", help="only these splits (default: every split present)")
+    p.add_argument(
+        "--chunk-rows", type=int, help="rows read and scored at a time (default teacher.score_chunk_rows)"
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from recdistill.teacher.score import run_score
+
+    result = run_score(
+        args.data,
+        args.preprocess,
+        args.teacher,
+        args.out,
+        splits=args.splits,
+        chunk_rows=args.chunk_rows,
+        progress=not args.no_progress,
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(result.out_dir),
+                "teacher_hash": result.teacher_hash,
+                "rows": result.rows,
+                "rows_per_s": round(result.rows_per_s, 1),
+            },
+            indent=2,
+        )
+    )
+    return 0

@@ -1,0 +1,395 @@
+"""Raw request tensors -> the GBDT student's feature matrix, fitted on the training split.
+
+``GbdtFeaturizer.transform(raw) -> X`` FP32 ``[B, n_features]`` is numpy only and deterministic;
+training and serving run the same code from the same saved artefact. ``teacher_only`` features
+are never read. Columns, in this order (names in :attr:`GbdtFeaturizer.feature_names`):
+
+  dense ``d``         ``d``                 raw value (trees need no scaling), NaN = missing
+  categorical ``c``   ``c__freq``           share of training rows with this id (0 unseen, NaN missing)
+                      ``c__cat``            small vocabularies (<= ``max_cat_levels`` ids): a LightGBM
+                                            native categorical code 0..K-1 (NaN missing/unseen)
+                      ``c__te_click``       larger ones: smoothed click mean of the id
+                      ``c__te_teacher``     ... and teacher-probability mean (distilled students only)
+  multi ``m``         ``m__len``            number of ids in the list
+                      ``m__te_click``       mean over the list of each member id's click encoding
+                                            (click rate of rows whose list holds the id): affinity
+                      ``m__te_teacher``     same with the teacher probability (distilled only)
+                      ``m__has_<c>``        times the row's ``c`` id is in the list, when ``m`` shares
+                                            ``c``'s vocabulary (``vocab_from``): "candidate in history"
+                      ``m__same_<a>``       list members whose attribute ``a`` equals the row's ``a``,
+                                            where ``a`` is a near-function of ``c`` learned on training
+                                            rows (item -> category): "history of this category"
+
+Mean encodings of training rows are out of fold (by request, see :mod:`.encoding`): fit with
+:meth:`GbdtFeaturizer.fit_transform`, which returns the training matrix with those columns.
+Artefact: ``gbdt_featurizer.json`` + ``arrays/*.npy`` (:meth:`save` / :meth:`load`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recdistill.config.gbdt import GbdtStudentConfig
+from recdistill.data.batch import F32, MISSING_ID, RawBatch
+from recdistill.data.raw import max_multi_len
+from recdistill.data.schema import Schema
+from recdistill.errors import ArtefactError, DataError
+from recdistill.gbdt import encoding as enc
+from recdistill.gbdt.encoding import F64, I64, MeanEncoding
+from recdistill.io_utils import atomic_path
+
+FEATURIZER_FILE = "gbdt_featurizer.json"
+ARTEFACT_VERSION = 1
+TARGETS: tuple[str, ...] = ("click", "teacher")
+
+
+@dataclass(frozen=True)
+class CategoricalEncoder:
+    """One student categorical, read from ``raw.ids[:, column]``; ``keys`` sorted training ids."""
+
+    name: str
+    column: int
+    native: bool
+    keys: I64
+    freq: F64
+    means: dict[str, MeanEncoding]  # "click" / "teacher" -> encoding over keys (empty when native)
+
+
+@dataclass(frozen=True)
+class AttributeMap:
+    """``attribute`` (a categorical at ``raw.ids[:, column]``) of each id in ``keys``: ``values``."""
+
+    attribute: str
+    column: int
+    keys: I64
+    values: I64
+
+
+@dataclass(frozen=True)
+class MultiEncoder:
+    """One student multi-valued feature, read from ``raw.multi[:, column, :max_len]``."""
+
+    name: str
+    column: int
+    max_len: int
+    keys: I64
+    means: dict[str, MeanEncoding]
+    match: tuple[str, int] | None  # (categorical sharing the vocabulary, its raw.ids column)
+    attributes: tuple[AttributeMap, ...]
+
+
+class GbdtFeaturizer:
+    """Fitted featurizer; see the module docstring. Build with :meth:`fit_transform` or :meth:`load`."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        dense: tuple[tuple[str, int], ...],
+        categorical: tuple[CategoricalEncoder, ...],
+        multi: tuple[MultiEncoder, ...],
+    ) -> None:
+        self.schema = schema
+        self.dense = dense  # (name, raw.dense column)
+        self.categorical = categorical
+        self.multi = multi
+        self.max_len = max_multi_len(schema)
+        names = [n for n, _ in dense]
+        for c in categorical:
+            names += [f"{c.name}__freq"] + (
+                [f"{c.name}__cat"] if c.native else [f"{c.name}__te_{t}" for t in c.means]
+            )
+        for m in multi:
+            names += [f"{m.name}__len"] + [f"{m.name}__te_{t}" for t in m.means]
+            names += [f"{m.name}__has_{m.match[0]}"] if m.match else []
+            names += [f"{m.name}__same_{a.attribute}" for a in m.attributes]
+        self.feature_names: list[str] = names
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def categorical_features(self) -> list[int]:
+        """Indices of the native LightGBM categorical columns."""
+        return [i for i, n in enumerate(self.feature_names) if n.endswith("__cat")]
+
+    # -- transform ----------------------------------------------------------------------------
+    def transform(self, raw: RawBatch) -> F32:
+        """Raw request tensors -> ``X`` FP32 ``[B, n_features]`` with full-training encodings."""
+        return self._transform(raw, oof=None)
+
+    def _transform(self, raw: RawBatch, oof: dict[str, F64] | None) -> F32:
+        s = self.schema
+        n = len(raw)
+        for name, a, shape in (
+            ("dense", raw.dense, (n, len(s.dense))),
+            ("ids", raw.ids, (n, len(s.categorical))),
+        ):
+            if a.shape != shape:
+                raise DataError(f"{name}: expected shape {list(shape)}, got {list(a.shape)}")
+        # multi: [B, n_multi, >= max_len read]; a schema without multi features may send width 0 or 1
+        width = max((m.max_len for m in self.multi), default=0)
+        if raw.multi.ndim != 3 or raw.multi.shape[:2] != (n, len(s.multi)) or raw.multi.shape[2] < width:
+            raise DataError(
+                f"multi: expected shape [{n}, {len(s.multi)}, {self.max_len}], got {list(raw.multi.shape)}"
+            )
+        cols: list[np.ndarray] = [raw.dense[:, j] for _, j in self.dense]
+        for c in self.categorical:
+            ids = raw.ids[:, c.column]
+            enc.check_ids(c.name, ids)
+            idx = enc.lookup(c.keys, ids)
+            missing = ids == MISSING_ID
+            cols.append(np.where(missing, np.nan, np.where(idx >= 0, c.freq[np.maximum(idx, 0)], 0.0)))
+            if c.native:
+                cols.append(np.where(idx >= 0, idx, np.nan))
+            for t, m in c.means.items():
+                key = f"{c.name}__te_{t}"
+                cols.append(oof[key] if oof is not None and key in oof else m.apply(idx, missing))
+        for mf in self.multi:
+            members = raw.multi[:, mf.column, : mf.max_len]  # [B, L]
+            enc.check_ids(mf.name, members)
+            present = members != MISSING_ID
+            length = present.sum(axis=1)
+            cols.append(length.astype(np.float64))
+            idx = enc.lookup(mf.keys, members)
+            for t, m in mf.means.items():
+                key = f"{mf.name}__te_{t}"
+                if oof is not None and key in oof:
+                    cols.append(oof[key])
+                    continue
+                vals = np.where(present, m.apply(idx, ~present), 0.0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    cols.append(np.where(length > 0, vals.sum(axis=1) / length, np.nan))
+            if mf.match is not None:
+                cand = raw.ids[:, mf.match[1]]
+                hit = present & (members == cand[:, None]) & (cand[:, None] != MISSING_ID)
+                cols.append(hit.sum(axis=1).astype(np.float64))
+            for amap in mf.attributes:
+                pos = enc.lookup(amap.keys, members)
+                attr = np.where(pos >= 0, amap.values[np.maximum(pos, 0)], MISSING_ID - 1)
+                row_attr = raw.ids[:, amap.column]
+                same = (attr == row_attr[:, None]) & (row_attr[:, None] != MISSING_ID)
+                cols.append(same.sum(axis=1).astype(np.float64))
+        if not cols:
+            return np.zeros((n, 0), dtype=np.float32)
+        return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
+
+    # -- fit ------------------------------------------------------------------------------------
+    @classmethod
+    def fit_transform(
+        cls,
+        schema: Schema,
+        raw: RawBatch,
+        *,
+        labels: F32,
+        teacher_probs: F32 | None,
+        groups: I64 | None,
+        cfg: GbdtStudentConfig,
+    ) -> tuple[GbdtFeaturizer, F32]:
+        """Fit on ``N`` training rows and return ``(featurizer, X [N, n_features])`` (out of fold).
+
+        ``labels [N]`` 0/1 or NaN (unlabelled transfer rows), ``teacher_probs [N]`` or None (hard
+        baseline: no teacher encodings), ``groups [N]`` request ids deciding the folds (or None).
+        """
+        n = len(raw)
+        targets: dict[str, F64] = {"click": labels.astype(np.float64)}
+        if labels.shape != (n,):
+            raise DataError(f"labels: expected shape [{n}], got {list(labels.shape)}")
+        if teacher_probs is not None:
+            if teacher_probs.shape != (n,):
+                raise DataError(f"teacher_probs: expected shape [{n}], got {list(teacher_probs.shape)}")
+            targets["teacher"] = teacher_probs.astype(np.float64)
+        fold = enc.assign_folds(groups, n, cfg.oof_folds)
+        oof: dict[str, F64] = {}
+        dense = tuple((f.name, j) for j, f in enumerate(schema.dense) if not f.teacher_only)
+        cat_col = {f.name: j for j, f in enumerate(schema.categorical)}
+        student_cats = {f.name for f in schema.by_kind("categorical", student=True)}
+        categorical = []
+        for f in schema.by_kind("categorical", student=True):
+            j = cat_col[f.name]
+            ids = raw.ids[:, j]
+            enc.check_ids(f.name, ids)
+            keys, counts = enc.fit_keys(ids, cfg.min_id_count)
+            native = keys.size <= cfg.max_cat_levels
+            means: dict[str, MeanEncoding] = {}
+            if not native:
+                rows = ids != MISSING_ID
+                idx = enc.lookup(keys, ids[rows])
+                for t, values in targets.items():
+                    m, o = enc.fit_mean_encoding(
+                        idx, values[rows], fold[rows], keys.size, cfg.oof_folds, cfg.smoothing
+                    )
+                    means[t] = m
+                    oof[f"{f.name}__te_{t}"] = _scatter(o, rows)
+            freq = counts / max(n, 1)
+            categorical.append(CategoricalEncoder(f.name, j, native, keys, freq.astype(np.float64), means))
+        multi = []
+        for j, f in enumerate(schema.multi):
+            if f.teacher_only:
+                continue
+            members = raw.multi[:, j, : f.max_len]
+            enc.check_ids(f.name, members)
+            keys, _ = enc.fit_keys(members.ravel(), cfg.min_id_count)
+            row, slot = np.nonzero(members != MISSING_ID)
+            idx = enc.lookup(keys, members[row, slot])
+            length = np.bincount(row, minlength=n)
+            means = {}
+            for t, values in targets.items():
+                m, o = enc.fit_mean_encoding(
+                    idx, values[row], fold[row], keys.size, cfg.oof_folds, cfg.smoothing
+                )
+                means[t] = m
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    oof[f"{f.name}__te_{t}"] = np.where(
+                        length > 0, np.bincount(row, weights=o, minlength=n) / length, np.nan
+                    )
+            match: tuple[str, int] | None = None
+            attributes: tuple[AttributeMap, ...] = ()
+            if cfg.history_match and f.vocab_from in student_cats:
+                x = raw.ids[:, cat_col[f.vocab_from]]
+                match = (f.vocab_from, cat_col[f.vocab_from])
+                attributes = _attribute_maps(schema, raw, f.vocab_from, x, student_cats, cfg)
+            multi.append(MultiEncoder(f.name, j, f.max_len, keys, means, match, attributes))
+        feat = cls(schema, dense, tuple(categorical), tuple(multi))
+        return feat, feat._transform(raw, oof)
+
+    # -- save / load ----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``gbdt_featurizer.json`` + ``arrays/*.npy`` into ``directory`` (atomically)."""
+        out = Path(directory)
+        arrays: dict[str, np.ndarray] = {}
+
+        def put(name: str, a: np.ndarray) -> str:
+            arrays[name] = a
+            return name
+
+        def means_meta(prefix: str, means: dict[str, MeanEncoding]) -> dict[str, Any]:
+            return {t: {"full": put(f"{prefix}_te_{t}", m.full), "prior": m.prior} for t, m in means.items()}
+
+        cats = [
+            {
+                "name": c.name,
+                "column": c.column,
+                "native": c.native,
+                "keys": put(f"cat{i}_keys", c.keys),
+                "freq": put(f"cat{i}_freq", c.freq),
+                "means": means_meta(f"cat{i}", c.means),
+            }
+            for i, c in enumerate(self.categorical)
+        ]
+        multis = [
+            {
+                "name": m.name,
+                "column": m.column,
+                "max_len": m.max_len,
+                "keys": put(f"multi{i}_keys", m.keys),
+                "means": means_meta(f"multi{i}", m.means),
+                "match": list(m.match) if m.match else None,
+                "attributes": [
+                    {
+                        "attribute": a.attribute,
+                        "column": a.column,
+                        "keys": put(f"multi{i}_attr{k}_keys", a.keys),
+                        "values": put(f"multi{i}_attr{k}_values", a.values),
+                    }
+                    for k, a in enumerate(m.attributes)
+                ],
+            }
+            for i, m in enumerate(self.multi)
+        ]
+        meta = {
+            "artefact_version": ARTEFACT_VERSION,
+            "schema": self.schema.to_dict(),
+            "feature_names": self.feature_names,
+            "dense": [list(d) for d in self.dense],
+            "categorical": cats,
+            "multi": multis,
+            "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
+        }
+        with atomic_path(out) as tmp:
+            (tmp / "arrays").mkdir(parents=True)
+            for name, a in arrays.items():
+                np.save(tmp / "arrays" / f"{name}.npy", a, allow_pickle=False)
+            (tmp / FEATURIZER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> GbdtFeaturizer:
+        d = Path(directory)
+        path = d / FEATURIZER_FILE
+        if not path.is_file():
+            raise ArtefactError(
+                f"{d}: no {FEATURIZER_FILE}; train the GBDT student (`recdistill distill-gbdt`)"
+            )
+        meta = json.loads(path.read_text())
+        if meta.get("artefact_version") != ARTEFACT_VERSION:
+            raise ArtefactError(
+                f"{path}: artefact version {meta.get('artefact_version')} != {ARTEFACT_VERSION}"
+            )
+
+        def arr(name: str) -> np.ndarray:
+            dtype, shape = meta["arrays"][name]
+            a = np.load(d / "arrays" / f"{name}.npy", allow_pickle=False)
+            if str(a.dtype) != dtype or list(a.shape) != shape:
+                raise ArtefactError(
+                    f"{d}/arrays/{name}.npy: expected {dtype}{shape}, got {a.dtype}{list(a.shape)}"
+                )
+            return a
+
+        def means(raw: dict[str, Any]) -> dict[str, MeanEncoding]:
+            return {t: MeanEncoding(arr(v["full"]), float(v["prior"])) for t, v in raw.items()}
+
+        schema = Schema.from_dict(meta["schema"], source=str(path))
+        cats = tuple(
+            CategoricalEncoder(
+                c["name"], c["column"], c["native"], arr(c["keys"]), arr(c["freq"]), means(c["means"])
+            )
+            for c in meta["categorical"]
+        )
+        multis = tuple(
+            MultiEncoder(
+                m["name"],
+                m["column"],
+                m["max_len"],
+                arr(m["keys"]),
+                means(m["means"]),
+                (m["match"][0], int(m["match"][1])) if m["match"] else None,
+                tuple(
+                    AttributeMap(a["attribute"], a["column"], arr(a["keys"]), arr(a["values"]))
+                    for a in m["attributes"]
+                ),
+            )
+            for m in meta["multi"]
+        )
+        feat = cls(schema, tuple((n, int(j)) for n, j in meta["dense"]), cats, multis)
+        if feat.feature_names != meta["feature_names"]:
+            raise ArtefactError(
+                f"{path}: feature names do not match the encoders; the artefact is inconsistent"
+            )
+        return feat
+
+
+def _scatter(values: F64, rows: np.ndarray) -> F64:
+    """``values`` placed at ``rows`` (a boolean mask), NaN elsewhere (missing ids)."""
+    out = np.full(rows.shape[0], np.nan)
+    out[rows] = values
+    return out
+
+
+def _attribute_maps(
+    schema: Schema, raw: RawBatch, owner: str, x: I64, student_cats: set[str], cfg: GbdtStudentConfig
+) -> tuple[AttributeMap, ...]:
+    """Categoricals that are near-functions of ``owner`` on the training rows (item -> category)."""
+    maps = []
+    for j, g in enumerate(schema.categorical):
+        if g.name == owner or g.name not in student_cats:
+            continue
+        found = enc.functional_map(x, raw.ids[:, j], min_purity=cfg.history_match_purity)
+        if found is not None:
+            maps.append(AttributeMap(g.name, j, found[0], found[1]))
+    return tuple(maps)

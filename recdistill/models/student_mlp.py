@@ -1,0 +1,293 @@
+"""The embedding-MLP student: small tables, serving-time features only, exports to ONNX without loops.
+
+Named parts::
+
+    dense B x N ── index_select(student columns) ──────────────────────────► B x Nd ──┐
+    ids   B x C ── per table: index_select, fold, nn.Embedding ────────────► B x Fc*D ─┤
+    multi B x M x L ── per table: index_select, fold, nn.Embedding,        ► B x Fm*D ─┤
+                       mask padding row 0, sum (or mean)                               │
+                                               MLP(hidden) ─► Linear ─► logit B ◄──────┘
+
+``forward`` takes the FULL preprocessed tensors of the data contract (``recdistill/data/batch.py``,
+teacher-only columns included) and selects the student's columns with registered index
+buffers, so serving passes ``Preprocessor.transform`` output straight in and the student can
+never read a ``teacher_only`` column. Multi-valued features use ``nn.Embedding`` over the padded
+``B x k x L`` ids, a mask and a sum, not ``nn.EmbeddingBag``, which ONNX exports as a ``Loop``
+(see ``../shared/STACK.md``).
+
+Folding: a table with more preprocessed rows than ``max_rows`` keeps rows 0 (padding/missing)
+and 1 (out-of-vocabulary) and maps row ``r >= 2`` to ``2 + (r - 2) % (max_rows - 2)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recdistill.data.batch import OOV_ROW, ModelBatch
+from recdistill.data.preprocess import Preprocessor
+from recdistill.errors import ArtefactError, DataError
+from recdistill.modules.mlp import MLP
+
+_SAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+@dataclass(frozen=True)
+class StudentTable:
+    """One embedding table: the preprocessed rows it receives and the rows it stores.
+
+    ``cat_columns`` index ``ModelBatch.ids``, ``multi_columns`` index ``ModelBatch.multi``:
+    the student features that read this table (shared vocabularies have several).
+    """
+
+    name: str
+    source_rows: int
+    rows: int
+    cat_columns: tuple[int, ...]
+    multi_columns: tuple[int, ...]
+
+    @property
+    def folded(self) -> bool:
+        return self.rows < self.source_rows
+
+
+@dataclass(frozen=True)
+class StudentInputs:
+    """Which columns of the full model tensors the student reads, and the full tensor shapes."""
+
+    dense_columns: tuple[int, ...]
+    tables: tuple[StudentTable, ...]
+    dense_dim: int  # full widths of the contract, teacher-only columns included
+    n_categorical: int
+    n_multi: int
+    max_len: int
+
+    @classmethod
+    def from_preprocessor(cls, pre: Preprocessor, *, max_rows_per_table: int | None) -> StudentInputs:
+        """The student's view of ``pre``: ``teacher_only`` features left out, big tables folded."""
+        s = pre.schema
+        cat = {j: s.categorical[j].name for j in pre.id_columns("categorical", student=True)}
+        multi = {j: s.multi[j].name for j in pre.id_columns("multi", student=True)}
+        order: list[str] = []
+        for name in [*cat.values(), *multi.values()]:
+            t = pre.table_name(name)
+            if t not in order:
+                order.append(t)
+        tables = []
+        for t in order:
+            cat_cols = tuple(j for j, n in cat.items() if pre.table_name(n) == t)
+            multi_cols = tuple(j for j, n in multi.items() if pre.table_name(n) == t)
+            src = pre.table_rows((cat | multi)[(cat_cols or multi_cols)[0]])
+            rows = src if max_rows_per_table is None else min(src, max_rows_per_table)
+            tables.append(StudentTable(t, src, rows, cat_cols, multi_cols))
+        return cls(
+            dense_columns=tuple(pre.dense_columns(student=True)),
+            tables=tuple(tables),
+            dense_dim=pre.dense_dim,
+            n_categorical=len(s.categorical),
+            n_multi=len(s.multi),
+            max_len=pre.max_len,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StudentInputs:
+        tables = tuple(
+            StudentTable(
+                t["name"],
+                int(t["source_rows"]),
+                int(t["rows"]),
+                tuple(t["cat_columns"]),
+                tuple(t["multi_columns"]),
+            )
+            for t in d["tables"]
+        )
+        return cls(
+            dense_columns=tuple(d["dense_columns"]),
+            tables=tables,
+            dense_dim=int(d["dense_dim"]),
+            n_categorical=int(d["n_categorical"]),
+            n_multi=int(d["n_multi"]),
+            max_len=int(d["max_len"]),
+        )
+
+    @property
+    def n_cat_features(self) -> int:
+        return sum(len(t.cat_columns) for t in self.tables)
+
+    @property
+    def n_multi_features(self) -> int:
+        return sum(len(t.multi_columns) for t in self.tables)
+
+    def check_batch(self, batch: ModelBatch, where: str) -> None:
+        """Raise :class:`DataError` unless ``batch`` has the full contract shapes this student expects."""
+        n = len(batch)
+        expected = {
+            "dense": (n, self.dense_dim),
+            "ids": (n, self.n_categorical),
+            "multi": (n, self.n_multi, self.max_len),
+        }
+        for name, shape in expected.items():
+            got = tuple(getattr(batch, name).shape)
+            if got != shape:
+                raise DataError(
+                    f"{where}: model tensor {name!r} has shape {list(got)}, the student expects {list(shape)}; "
+                    "was it preprocessed with another preprocessor?"
+                )
+
+
+def fold_rows(rows: torch.Tensor, table_rows: int) -> torch.Tensor:
+    """Map embedding rows into ``table_rows`` rows: 0 and 1 stay, ``r >= 2`` -> ``2 + (r-2) % (table_rows-2)``.
+
+    INT64 any shape -> same shape. Exports to ONNX as ``Sub``/``Mod``/``Where`` (no loop).
+    """
+    hashed = torch.remainder(rows - 2, table_rows - 2) + 2
+    return torch.where(rows <= OOV_ROW, rows, hashed)
+
+
+class StudentMLP(nn.Module):
+    """Embedding-MLP student (see the module docstring).
+
+    ``forward(dense B x N, ids B x C, multi B x M x L) -> logits B`` on the full preprocessed
+    tensors. Example::
+
+        inputs = StudentInputs.from_preprocessor(pre, max_rows_per_table=20_000)
+        model = StudentMLP(inputs, embedding_dim=8, hidden=(64, 32))
+        mb = pre.transform(raw)
+        logits = model(torch.from_numpy(mb.dense), torch.from_numpy(mb.ids), torch.from_numpy(mb.multi))
+    """
+
+    dense_index: torch.Tensor  # buffer: student columns of the dense block
+
+    def __init__(
+        self, inputs: StudentInputs, *, embedding_dim: int, hidden: tuple[int, ...], pooling: str = "mean"
+    ) -> None:
+        super().__init__()
+        if pooling not in ("mean", "sum"):
+            raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
+        self.inputs = inputs
+        self.pooling = pooling
+        D = embedding_dim
+        self.register_buffer("dense_index", torch.tensor(inputs.dense_columns, dtype=torch.int64))
+        self.keys: list[str] = []
+        self.embeddings = nn.ModuleDict()
+        for k, t in enumerate(inputs.tables):
+            key = f"t{k}_{_SAFE.sub('_', t.name)}"
+            self.keys.append(key)
+            emb = nn.Embedding(t.rows, D)
+            nn.init.normal_(emb.weight, std=0.05)
+            self.embeddings[key] = emb
+            self.register_buffer(f"{key}_cat", torch.tensor(t.cat_columns, dtype=torch.int64))
+            self.register_buffer(f"{key}_multi", torch.tensor(t.multi_columns, dtype=torch.int64))
+        in_dim = len(inputs.dense_columns) + D * (inputs.n_cat_features + inputs.n_multi_features)
+        if in_dim == 0:
+            raise DataError("student: no serving-time feature left; every feature is teacher_only")
+        self.mlp = MLP(in_dim, hidden)
+        self.logit = nn.Linear(self.mlp.out_dim, 1)
+
+    def _lookup(self, k: int, rows: torch.Tensor) -> torch.Tensor:
+        """INT64 rows of table ``k`` (any shape S) -> FP32 ``S x D``, folded if the table is."""
+        t = self.inputs.tables[k]
+        if t.folded:
+            rows = fold_rows(rows, t.rows)
+        out: torch.Tensor = self.embeddings[self.keys[k]](rows)
+        return out
+
+    def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
+        """FP32 ``B x N``, INT64 ``B x C``, INT64 ``B x M x L`` (full contract widths) -> FP32 logits ``B``."""
+        B = dense.shape[0]
+        parts: list[torch.Tensor] = []
+        if self.inputs.dense_columns:
+            parts.append(dense.index_select(1, self.dense_index))  # B x Nd
+        for k, key in enumerate(self.keys):
+            t = self.inputs.tables[k]
+            if t.cat_columns:
+                rows = ids.index_select(1, getattr(self, f"{key}_cat"))  # B x kc
+                parts.append(self._lookup(k, rows).reshape(B, -1))  # B x kc*D
+            if t.multi_columns:
+                rows = multi.index_select(1, getattr(self, f"{key}_multi"))  # B x km x L
+                emb = self._lookup(k, rows)  # B x km x L x D
+                mask = (rows != 0).unsqueeze(-1).to(emb.dtype)  # B x km x L x 1, row 0 = padding
+                pooled = (emb * mask).sum(2)  # B x km x D
+                if self.pooling == "mean":
+                    pooled = pooled / mask.sum(2).clamp(min=1.0)
+                parts.append(pooled.reshape(B, -1))  # B x km*D
+        x = torch.cat(parts, dim=1)
+        out: torch.Tensor = self.logit(self.mlp(x)).squeeze(-1)
+        return out
+
+    def predict_logits(self, batch: ModelBatch, *, batch_rows: int = 16_384) -> np.ndarray:
+        """FP32 logits ``[B]`` for a numpy batch, in eval mode and chunks of ``batch_rows``."""
+        was_training = self.training
+        self.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(batch), batch_rows):
+                b = batch.slice(start, start + batch_rows)
+                out.append(self(*batch_tensors(b)).numpy())
+        self.train(was_training)
+        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, dtype=np.float32)
+
+
+def batch_tensors(b: ModelBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dense, ids, multi)`` torch views of a numpy :class:`ModelBatch` (no copy when contiguous)."""
+    return (
+        torch.from_numpy(np.ascontiguousarray(b.dense)),
+        torch.from_numpy(np.ascontiguousarray(b.ids)),
+        torch.from_numpy(np.ascontiguousarray(b.multi)),
+    )
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters: ``embedding`` (tables), ``dense`` (MLP and logit), ``total``."""
+    emb = sum(p.numel() for n, p in model.named_parameters() if n.startswith("embeddings."))
+    total = sum(p.numel() for p in model.parameters())
+    return {"embedding": emb, "dense": total - emb, "total": total}
+
+
+# -- checkpoint -------------------------------------------------------------------------------------
+CHECKPOINT_FILE = "model.pt"
+
+
+def checkpoint_dict(
+    model: StudentMLP, *, embedding_dim: int, hidden: tuple[int, ...], fingerprint: str
+) -> dict[str, Any]:
+    """What ``model.pt`` holds: the architecture, the preprocessing fingerprint and the weights."""
+    return {
+        "format": "recdistill.student_mlp/1",
+        "inputs": model.inputs.to_dict(),
+        "architecture": {"embedding_dim": embedding_dim, "hidden": list(hidden), "pooling": model.pooling},
+        "preprocess_fingerprint": fingerprint,
+        "state_dict": model.state_dict(),
+    }
+
+
+def load_student(path: str | Path) -> tuple[StudentMLP, str]:
+    """``(model in eval mode, preprocess fingerprint)`` from a ``model.pt`` (a file or its folder)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT_FILE
+    if not p.is_file():
+        raise ArtefactError(f"{p}: student checkpoint not found; run `recdistill distill-mlp` first")
+    ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if fmt != "recdistill.student_mlp/1":
+        raise ArtefactError(f"{p}: not a recdistill MLP student checkpoint (format {fmt!r})")
+    arch = ckpt["architecture"]
+    model = StudentMLP(
+        StudentInputs.from_dict(ckpt["inputs"]),
+        embedding_dim=int(arch["embedding_dim"]),
+        hidden=tuple(int(h) for h in arch["hidden"]),
+        pooling=str(arch["pooling"]),
+    )
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, str(ckpt["preprocess_fingerprint"])

@@ -1,0 +1,280 @@
+"""Cross-check the closed-loop generator against Triton's own ``perf_analyzer``.
+
+``perf_analyzer`` ships inside the ``tritonclient==2.51.0`` wheel (pip puts it in the venv's
+``bin/``). It links ``libb64.so.0d`` (Debian ``libb64-0d``: ``scripts/install_perf_analyzer.sh``)
+and ``libcudart.so.12`` (the ``nvidia-cuda-runtime-cu12`` wheel, added to ``LD_LIBRARY_PATH``
+here). Random input data would hold ids the backend rejects, so it gets the load test's own
+requests as ``--input-data`` JSON: one entry per candidate row, tensors base64-encoded (exact
+bytes, NaN included), and ``-b N`` takes N consecutive entries per request.
+
+Example::
+
+    rows = compare_with_perf_analyzer(url, "ranker", pool.batches[:16], concurrencies=(1, 2),
+                                      config=LoadTestConfig(duration_s=3), workdir=Path("out/pa"))
+    rows[0].p99_ratio   # ours / perf_analyzer
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from recdistill.config.loadtest import LoadTestConfig
+from recdistill.data.batch import RawBatch
+from recdistill.errors import ServingError
+from recdistill.io_utils import atomic_write_text
+from recdistill.serving.contract import to_wire
+from recdistill.serving.loadtest.runner import measure_closed_loop
+from recdistill.serving.loadtest.wire import encode_pool
+
+PERF_ANALYZER = "perf_analyzer"
+INSTALL_HINT = "run scripts/install_perf_analyzer.sh (installs Debian's libb64-0d)"
+
+
+def find_perf_analyzer() -> Path:
+    """The ``perf_analyzer`` of the running environment (venv ``bin/`` first, then ``PATH``)."""
+    candidates = [
+        Path(sys.executable).parent / PERF_ANALYZER,
+        Path(sysconfig.get_path("scripts")) / PERF_ANALYZER,
+    ]
+    found = shutil.which(PERF_ANALYZER)
+    if found:
+        candidates.append(Path(found))
+    for p in candidates:
+        if p.is_file() and os.access(p, os.X_OK):
+            return p
+    raise ServingError(
+        f"{PERF_ANALYZER} not found next to {sys.executable} or on PATH; it comes with "
+        "tritonclient==2.51.0 (pip install 'tritonclient[all]==2.51.0')"
+    )
+
+
+def cudart_dir() -> Path | None:
+    """The folder of ``libcudart.so.12`` from the ``nvidia-cuda-runtime-cu12`` wheel, if installed."""
+    for root in {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}:
+        d = Path(root) / "nvidia" / "cuda_runtime" / "lib"
+        if (d / "libcudart.so.12").exists():
+            return d
+    return None
+
+
+def perf_analyzer_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    d = cudart_dir()
+    if d is not None:
+        env["LD_LIBRARY_PATH"] = (
+            f"{d}{os.pathsep}{env['LD_LIBRARY_PATH']}" if env.get("LD_LIBRARY_PATH") else str(d)
+        )
+    return env
+
+
+def check_runnable(binary: Path) -> None:
+    """:class:`ServingError` naming the missing shared libraries and how to install them."""
+    try:
+        out = subprocess.run(
+            ["ldd", str(binary)], capture_output=True, text=True, env=perf_analyzer_env(), timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return  # no ldd: let the run itself fail with its own message
+    missing = [line.split()[0] for line in out.stdout.splitlines() if "not found" in line]
+    if missing:
+        hint = INSTALL_HINT if any("libb64" in m for m in missing) else "pip install nvidia-cuda-runtime-cu12"
+        raise ServingError(f"{binary} cannot start: missing shared libraries {missing}; {hint}")
+
+
+def write_input_data(path: Path, batches: Sequence[RawBatch]) -> Path:
+    """``--input-data`` JSON: one entry per row of ``batches`` (wire tensors, base64, no batch dim)."""
+    entries: list[dict[str, Any]] = []
+    for raw in batches:
+        wire = to_wire(raw)
+        for r in range(len(raw)):
+            entries.append(
+                {
+                    name: {
+                        "b64": base64.b64encode(arr[r].tobytes()).decode(),
+                        "shape": [int(d) for d in arr.shape[1:]],
+                    }
+                    for name, arr in wire.items()
+                }
+            )
+    return atomic_write_text(path, json.dumps({"data": entries}))
+
+
+@dataclass(frozen=True)
+class PerfAnalyzerPoint:
+    """perf_analyzer's report at one concurrency (latencies in ms; ``rps`` = requests/s)."""
+
+    concurrency: int
+    batch: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    avg_ms: float
+    server_queue_ms: float
+    server_compute_infer_ms: float
+
+
+def run_perf_analyzer(
+    url: str,
+    model: str,
+    *,
+    concurrency: int,
+    batch: int,
+    input_data: Path,
+    workdir: Path,
+    measurement_ms: int = 3000,
+    max_trials: int = 6,
+    stability_pct: int = 20,
+    timeout_s: float = 180.0,
+) -> PerfAnalyzerPoint:
+    """One ``perf_analyzer`` run over gRPC at ``concurrency`` with ``batch`` rows per request."""
+    binary = find_perf_analyzer()
+    check_runnable(binary)
+    workdir.mkdir(parents=True, exist_ok=True)
+    report = workdir / f"perf_analyzer_c{concurrency}.csv"
+    cmd = [
+        str(binary),
+        "-m", model,
+        "-u", url,
+        "-i", "grpc",
+        "-b", str(batch),
+        "--concurrency-range", f"{concurrency}:{concurrency}",
+        "--input-data", str(input_data),
+        "--measurement-mode", "time_windows",
+        "-p", str(measurement_ms),
+        "-r", str(max_trials),
+        "-s", str(stability_pct),
+        "-f", str(report),
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=perf_analyzer_env(), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ServingError(f"perf_analyzer did not finish in {timeout_s:.0f} s: {' '.join(cmd)}") from None
+    (workdir / f"perf_analyzer_c{concurrency}.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not report.exists():
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise ServingError(f"perf_analyzer failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return parse_report(report, concurrency=concurrency, batch=batch)
+
+
+def parse_report(path: Path, *, concurrency: int, batch: int) -> PerfAnalyzerPoint:
+    """Read perf_analyzer's ``-f`` CSV (latencies in microseconds, throughput in inferences/s)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ServingError(f"{path}: perf_analyzer wrote no measurement")
+    row = rows[-1]
+
+    def us(col: str) -> float:
+        if col not in row:
+            raise ServingError(f"{path}: perf_analyzer report lacks column {col!r} (has {sorted(row)})")
+        return float(row[col]) / 1e3
+
+    return PerfAnalyzerPoint(
+        concurrency=concurrency,
+        batch=batch,
+        rps=float(row["Inferences/Second"]) / batch,
+        p50_ms=us("p50 latency"),
+        p90_ms=us("p90 latency"),
+        p95_ms=us("p95 latency"),
+        p99_ms=us("p99 latency"),
+        avg_ms=us("Avg latency"),
+        server_queue_ms=us("Server Queue"),
+        server_compute_infer_ms=us("Server Compute Infer"),
+    )
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """Our closed loop and perf_analyzer at the same concurrency and batch; ratios are ours / theirs."""
+
+    concurrency: int
+    batch: int
+    ours_p50_ms: float
+    ours_p99_ms: float
+    ours_rps: float
+    pa_p50_ms: float
+    pa_p99_ms: float
+    pa_rps: float
+
+    @property
+    def p50_ratio(self) -> float:
+        return self.ours_p50_ms / self.pa_p50_ms
+
+    @property
+    def p99_ratio(self) -> float:
+        return self.ours_p99_ms / self.pa_p99_ms
+
+    def agrees(self, tolerance: float = 0.2) -> bool:
+        return abs(self.p50_ratio - 1) <= tolerance and abs(self.p99_ratio - 1) <= tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "p50_ratio": self.p50_ratio, "p99_ratio": self.p99_ratio}
+
+
+def compare_with_perf_analyzer(
+    url: str,
+    model: str,
+    batches: Sequence[RawBatch],
+    *,
+    concurrencies: Sequence[int],
+    config: LoadTestConfig,
+    workdir: Path,
+    stability_pct: int = 50,
+    max_trials: int = 10,
+) -> list[ComparisonRow]:
+    """Run our closed loop and perf_analyzer, one after the other, at each concurrency.
+
+    perf_analyzer measures windows of ``config.duration_s`` until three in a row agree within
+    ``stability_pct`` percent (at most ``max_trials`` windows); on a busy shared machine the
+    default 10% rarely happens, hence the looser default here.
+    """
+    if not batches:
+        raise ServingError("compare_with_perf_analyzer needs at least one request")
+    workdir.mkdir(parents=True, exist_ok=True)
+    input_data = write_input_data(workdir / "perf_analyzer_input.json", batches)
+    requests = encode_pool(model, batches)
+    batch = len(batches[0])
+    rows = []
+    for c in concurrencies:
+        ours = measure_closed_loop(url, model, requests, concurrency=c, config=config).result
+        if ours.status != "ok" or ours.ok == 0:
+            raise ServingError(
+                f"closed loop at concurrency {c} failed: {ours.abort_reason or ours.error_messages}"
+            )
+        pa = run_perf_analyzer(
+            url,
+            model,
+            concurrency=c,
+            batch=batch,
+            input_data=input_data,
+            workdir=workdir,
+            measurement_ms=int(config.duration_s * 1000),
+            max_trials=max_trials,
+            stability_pct=stability_pct,
+        )
+        rows.append(
+            ComparisonRow(
+                c,
+                batch,
+                ours.latency_ms.p50,
+                ours.latency_ms.p99,
+                ours.achieved_rate,
+                pa.p50_ms,
+                pa.p99_ms,
+                pa.rps,
+            )
+        )
+    return rows

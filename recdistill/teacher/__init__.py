@@ -1,0 +1,1 @@
+"""Teacher training (single process or ``torchrun`` + TorchRec DMP), checkpoints and soft scores."""

@@ -1,0 +1,255 @@
+"""Soft labels: stream every split through the teacher and write ``soft_labels/<split>.parquet``.
+
+Each output file has one row per input row, in input order::
+
+    <row key> int64 | teacher_logit float32 | teacher_prob float32
+
+with the teacher hash (sha256 of ``model.pt``) in the Parquet key-value metadata, and
+``soft_labels/manifest.json`` records the hash, the rows per split and the throughput. Splits are
+read in chunks of ``chunk_rows`` rows, so memory stays bounded whatever the file size. Every
+compatibility check (data schema vs preprocessing vs teacher, the columns of every split) runs
+before the first row is scored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from recdistill.data.batch import ModelBatch, Targets
+from recdistill.data.schema import SCHEMA_FILE, Schema
+from recdistill.errors import ArtefactError, SchemaError
+from recdistill.io_utils import atomic_path, atomic_write_json, tree_sha256
+from recdistill.models.teacher import TeacherEnsemble, TeacherInputs
+from recdistill.teacher.checkpoint import LoadedTeacher, load_teacher
+
+MANIFEST = "manifest.json"
+LOGIT_COLUMN = "teacher_logit"
+PROB_COLUMN = "teacher_prob"
+HASH_KEY = b"recdistill.teacher_hash"
+
+
+@dataclass
+class ScoreResult:
+    out_dir: Path
+    teacher_hash: str
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time: read + preprocess + teacher + write
+    model_seconds: float = 0.0  # teacher forward only
+
+    @property
+    def rows_per_s(self) -> float:
+        return sum(self.rows.values()) / self.seconds if self.seconds else 0.0
+
+
+def check_data_schema(data_dir: str | Path, schema: Schema) -> None:
+    """The data directory's ``schema.json`` (if any) must equal the one preprocessing was fitted on."""
+    path = Path(data_dir) / SCHEMA_FILE
+    if not path.exists():
+        return
+    data_schema = Schema.load(path)
+    if data_schema == schema:
+        return
+    a = {f.name: f for f in data_schema.features}
+    b = {f.name: f for f in schema.features}
+    diffs = [f"{n!r} only in the data" for n in a if n not in b] + [
+        f"{n!r} only in training" for n in b if n not in a
+    ]
+    diffs += [f"{n!r} differs ({a[n]} vs {b[n]})" for n in a if n in b and a[n] != b[n]]
+    if not diffs:
+        diffs = ["column roles (label/keys) or feature order differ"]
+    raise SchemaError(
+        f"{path}: the data's schema differs from the one the preprocessing and teacher were fitted on "
+        f"({schema.source}): " + "; ".join(diffs)
+    )
+
+
+def check_teacher_inputs(teacher: LoadedTeacher, inputs: TeacherInputs, preprocess_dir: str | Path) -> None:
+    diffs = teacher.inputs.differences(inputs)
+    if diffs:
+        raise ArtefactError(
+            f"{teacher.path}: the teacher was trained on other model inputs than {preprocess_dir} produces "
+            "(teacher vs preprocessing): " + "; ".join(diffs)
+        )
+
+
+def predict_logits(model: TeacherEnsemble, batch: ModelBatch, *, micro_batch: int = 8192) -> np.ndarray:
+    """FP32 logits ``[B]`` of an unsharded teacher, ``micro_batch`` rows per forward."""
+    out = np.empty(len(batch), dtype=np.float32)
+    with torch.inference_mode():
+        for s in range(0, len(batch), micro_batch):
+            b = batch.slice(s, s + micro_batch)
+            logits = model(torch.from_numpy(b.dense), torch.from_numpy(b.ids), torch.from_numpy(b.multi))
+            out[s : s + len(b)] = logits.float().numpy()
+    return out
+
+
+def soft_label_table(row_key_name: str, targets: Targets, logits: np.ndarray) -> pa.Table:
+    prob = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+    return pa.table(
+        {
+            row_key_name: pa.array(targets.row_key, type=pa.int64()),
+            LOGIT_COLUMN: pa.array(logits, type=pa.float32()),
+            PROB_COLUMN: pa.array(prob, type=pa.float32()),
+        }
+    )
+
+
+def write_soft_labels(
+    teacher: LoadedTeacher,
+    chunks: Iterable[tuple[ModelBatch, Targets]],
+    out_path: Path,
+    *,
+    row_key: str,
+    where: str,
+    bar: Any = None,
+) -> tuple[int, float]:
+    """Score ``chunks`` and write them to ``out_path`` atomically; returns (rows, scoring seconds)."""
+    schema = pa.schema(
+        [(row_key, pa.int64()), (LOGIT_COLUMN, pa.float32()), (PROB_COLUMN, pa.float32())],
+        metadata={HASH_KEY: teacher.sha256.encode()},
+    )
+    rows, seconds = 0, 0.0
+    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for batch, targets in chunks:
+            teacher.inputs.check_batch(batch, where)
+            t0 = time.perf_counter()
+            logits = predict_logits(teacher.model, batch)
+            seconds += time.perf_counter() - t0
+            writer.write_table(
+                soft_label_table(row_key, targets, logits).replace_schema_metadata(schema.metadata)
+            )
+            rows += len(batch)
+            if bar is not None:
+                bar.update(len(batch))
+    return rows, seconds
+
+
+def run_score(
+    data_dir: str | Path,
+    preprocess_dir: str | Path,
+    teacher_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    splits: Sequence[str] | None = None,
+    chunk_rows: int | None = None,
+    progress: bool = True,
+) -> ScoreResult:
+    """``recdistill score``: soft labels for every split in ``data_dir`` (and the transfer set)."""
+    from recdistill.data.preprocess import Preprocessor
+
+    pre = Preprocessor.load(preprocess_dir)
+    teacher = load_teacher(teacher_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(teacher.cfg.num_threads)
+    try:
+        return _score(
+            data_dir,
+            pre,
+            preprocess_dir,
+            teacher,
+            out_dir,
+            splits=splits,
+            chunk_rows=chunk_rows,
+            progress=progress,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _score(
+    data_dir: str | Path,
+    pre: Any,
+    preprocess_dir: str | Path,
+    teacher: LoadedTeacher,
+    out_dir: str | Path,
+    *,
+    splits: Sequence[str] | None,
+    chunk_rows: int | None,
+    progress: bool,
+) -> ScoreResult:
+    from recdistill.data.preprocess import iter_split
+    from recdistill.data.readers import count_rows, scan
+    from recdistill.data.splits import SPLITS, find_split
+    from recdistill.data.validate import check_columns
+
+    chunk = chunk_rows or teacher.cfg.score_chunk_rows
+    # -- every check before any work ----------------------------------------------------------
+    check_data_schema(data_dir, pre.schema)
+    check_teacher_inputs(teacher, TeacherInputs.from_preprocessor(pre), preprocess_dir)
+    wanted = list(splits) if splits is not None else list(SPLITS)
+    paths: dict[str, Path] = {}
+    for split in wanted:
+        p = find_split(data_dir, split)
+        if p is None:
+            if splits is not None:
+                raise ArtefactError(f"{data_dir}: no {split} split to score")
+            continue
+        columns = dict(scan(p).collect_schema())
+        check_columns(
+            columns, pre.schema, str(p), labelled=split != "transfer" and pre.schema.label in columns
+        )
+        paths[split] = p
+    if not paths:
+        raise ArtefactError(
+            f"{data_dir}: no split files to score (expected train/valid/test/transfer.parquet)"
+        )
+    # -- score ------------------------------------------------------------------------------------
+    out = Path(out_dir)
+    result = ScoreResult(out_dir=out, teacher_hash=teacher.sha256)
+    entries: dict[str, Any] = {}
+    for split, p in paths.items():
+        total = count_rows(p)
+        t0 = time.perf_counter()
+        with tqdm(total=total, desc=f"score {split}", unit="row", disable=not progress, leave=False) as bar:
+            rows, secs = write_soft_labels(
+                teacher,
+                iter_split(p, pre, batch_rows=chunk),
+                out / f"{split}.parquet",
+                row_key=pre.schema.row_key,
+                where=str(p),
+                bar=bar,
+            )
+        wall = time.perf_counter() - t0
+        result.rows[split] = rows
+        result.seconds += wall
+        result.model_seconds += secs
+        entries[split] = {
+            "file": f"{split}.parquet",
+            "rows": rows,
+            "source": str(p),
+            "rows_per_s": rows / wall if wall else 0.0,
+            "model_rows_per_s": rows / secs if secs else 0.0,
+        }
+        if progress:
+            print(
+                f"scored {split}: {rows:,} rows, {entries[split]['rows_per_s']:,.0f} rows/s end to end "
+                f"({entries[split]['model_rows_per_s']:,.0f} rows/s in the teacher)",
+                flush=True,
+            )
+    atomic_write_json(
+        out / MANIFEST,
+        {
+            "teacher_hash": teacher.sha256,
+            "teacher": str(teacher.path),
+            "preprocess_hash": tree_sha256(preprocess_dir),
+            "row_key": pre.schema.row_key,
+            "columns": [pre.schema.row_key, LOGIT_COLUMN, PROB_COLUMN],
+            "chunk_rows": chunk,
+            "splits": entries,
+            "rows_per_s": result.rows_per_s,
+            "model_rows_per_s": sum(result.rows.values()) / result.model_seconds
+            if result.model_seconds
+            else 0.0,
+        },
+    )
+    return result

@@ -1,0 +1,194 @@
+"""Teacher blocks and model: shapes, the maths of each block, input layout and its checks."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from teacher_util import TINY_CFG, tiny_inputs
+
+from recdistill.config.loader import from_mapping
+from recdistill.config.teacher import TeacherConfig
+from recdistill.data.batch import ModelBatch
+from recdistill.data.preprocess import Preprocessor
+from recdistill.data.schema import Schema
+from recdistill.errors import ConfigError, DataError
+from recdistill.models.teacher import (
+    TeacherEnsemble,
+    TeacherInputs,
+    TeacherTrainTask,
+    build_teacher,
+    count_parameters,
+)
+from recdistill.modules.crossnet import CrossNet
+from recdistill.modules.mlp import MLP
+from recdistill.modules.sparse import SparseArch, SparseFeature, padded_to_kjt
+from recdistill.modules.towers import GroupTowers, pairwise_dots
+
+
+def tiny_batch(n: int = 16, seed: int = 0) -> ModelBatch:
+    rng = np.random.default_rng(seed)
+    multi = np.stack([rng.integers(0, 40, size=(n, 5)), rng.integers(0, 30, size=(n, 5))], axis=1)
+    multi[:, :, 3:] = 0  # padding
+    multi[0] = 0  # an empty history
+    return ModelBatch(
+        dense=rng.normal(size=(n, 3)).astype(np.float32),
+        ids=np.stack([rng.integers(0, 50, n), rng.integers(0, 40, n)], axis=1).astype(np.int64),
+        multi=multi.astype(np.int64),
+    )
+
+
+def as_tensors(b: ModelBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(b.dense), torch.from_numpy(b.ids), torch.from_numpy(b.multi)
+
+
+def test_mlp_shapes_and_linear_head() -> None:
+    mlp = MLP(6, (8, 3), final_activation=False)
+    y = mlp(torch.randn(4, 6))
+    assert y.shape == (4, 3)
+    assert (y < 0).any()  # no ReLU on the last layer
+    assert MLP(6, ()).out_dim == 6
+
+
+def test_crossnet_matches_formula() -> None:
+    torch.manual_seed(0)
+    net = CrossNet(5, num_layers=1, low_rank=2)
+    x0 = torch.randn(3, 5)
+    expected = x0 * net.U[0](net.V[0](x0)) + x0
+    assert torch.allclose(net(x0), expected)
+    full = CrossNet(5, num_layers=2, low_rank=0)
+    assert full.low_rank == 0 and full(x0).shape == (3, 5)
+
+
+def test_padded_to_kjt_drops_padding_keeps_missing_row() -> None:
+    ids = torch.tensor([[0, 3], [4, 5]])
+    multi = torch.tensor([[[7, 8, 0]], [[0, 0, 0]]])
+    kjt = padded_to_kjt(ids, multi, ["a", "b", "h"])
+    d = kjt.to_dict()
+    assert d["a"].values().tolist() == [0, 4]  # row 0 (missing) is a real lookup
+    assert d["h"].lengths().tolist() == [2, 0]
+    assert d["h"].values().tolist() == [7, 8]
+
+
+def test_sparse_arch_mean_pools_shared_table() -> None:
+    feats = [
+        SparseFeature("item", "categorical", 0, "item", 10, "item"),
+        SparseFeature("hist", "multi", 0, "item", 10, "user"),
+    ]
+    arch = SparseArch(feats, 4)
+    assert len(arch.ebc.embedding_bag_configs()) == 1  # vocab_from shares one table
+    w = arch.ebc.embedding_bags["item"].weight
+    out = arch(torch.tensor([[3]]), torch.tensor([[[2, 5, 0]]]))
+    assert out.shape == (1, 2, 4)
+    assert torch.allclose(out[0, 0], w[3])
+    assert torch.allclose(out[0, 1], (w[2] + w[5]) / 2)
+
+
+def test_towers_and_dots() -> None:
+    towers = GroupTowers(
+        {"user": ([0], [1]), "item": ([1], []), "context": ([], [])}, embedding_dim=4, dims=(6,)
+    )
+    assert towers.names == ["user", "item"]  # an empty group gets no tower
+    t = towers(torch.randn(5, 2, 4), torch.randn(5, 2))
+    assert t.shape == (5, 2, 6)
+    dots = pairwise_dots(t)
+    assert dots.shape == (5, 1)
+    assert torch.allclose(dots[:, 0], (t[:, 0] * t[:, 1]).sum(-1), atol=1e-6)
+
+
+def test_teacher_forward_shapes_and_purity() -> None:
+    model = build_teacher(tiny_inputs(), TINY_CFG)
+    b = as_tensors(tiny_batch())
+    model.eval()
+    y1 = model(*b)
+    y2 = model(*b)
+    assert y1.shape == (16,) and y1.dtype == torch.float32
+    assert torch.equal(y1, y2)  # pure: no state changes between calls
+    assert torch.isfinite(y1).all()
+
+
+def test_ensemble_averages_members_and_train_task_loss() -> None:
+    cfg = dataclasses.replace(TINY_CFG, ensemble_size=2, ensemble_width_scales=(1.0, 0.5))
+    model = build_teacher(tiny_inputs(), cfg)
+    assert isinstance(model, TeacherEnsemble) and len(model.members) == 2
+    m0, m1 = model.members
+    assert m1.deep.out_dim == 16 and m0.deep.out_dim == 32  # width scale
+    b = as_tensors(tiny_batch())
+    members = model.member_logits(*b)
+    assert members.shape == (2, 16)
+    assert not torch.allclose(members[0], members[1])  # different seeds
+    assert torch.allclose(model(*b), members.mean(0))
+    label = torch.ones(16)
+    loss, logits = TeacherTrainTask(model)(*b, label)
+    assert torch.allclose(logits, members.mean(0))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    assert torch.allclose(loss, (bce(members[0], label) + bce(members[1], label)) / 2)
+
+
+def test_build_is_deterministic_by_seed() -> None:
+    a = build_teacher(tiny_inputs(), TINY_CFG).state_dict()
+    b = build_teacher(tiny_inputs(), TINY_CFG).state_dict()
+    c = build_teacher(tiny_inputs(), dataclasses.replace(TINY_CFG, seed=1)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_default_config_is_heavy() -> None:
+    # a demo-sized layout: 50k items, 20k users, 2 histories over items, 3 small tables, 8 dense
+    inputs = TeacherInputs(
+        sparse=(
+            SparseFeature("user_id", "categorical", 0, "user_id", 20_002, "user"),
+            SparseFeature("item_id", "categorical", 1, "item_id", 50_002, "item"),
+            SparseFeature("cat", "categorical", 2, "cat", 202, "item"),
+            SparseFeature("ctx", "categorical", 3, "ctx", 66, "context"),
+            SparseFeature("hist", "multi", 0, "item_id", 50_002, "user"),
+            SparseFeature("long_hist", "multi", 1, "item_id", 50_002, "user"),
+        ),
+        dense_groups=("item",) * 4 + ("context",) * 4,
+        n_categorical=4,
+        n_multi=2,
+        max_len=50,
+    )
+    counts = count_parameters(build_teacher(inputs, TeacherConfig()))
+    assert counts["total"] > 9_000_000
+    assert counts["embedding"] > counts["dense"]
+
+
+def test_inputs_from_preprocessor_and_round_trip(tiny_data: Path, tiny_schema: Schema) -> None:
+    pre = Preprocessor.fit(tiny_data / "train.parquet", tiny_schema)
+    inputs = TeacherInputs.from_preprocessor(pre)
+    assert [f.name for f in inputs.sparse] == ["user_id", "item_id", "item_cat", "hist"]
+    hist = inputs.sparse[3]
+    assert hist.table == "item_id" and hist.rows == pre.table_rows("item_id")
+    assert inputs.dense_dim == pre.dense_dim  # includes the price missing indicator
+    assert inputs.dense_groups[-1] == "item"  # the indicator belongs to price's group
+    assert TeacherInputs.from_dict(inputs.to_dict()) == inputs
+    other = dataclasses.replace(
+        inputs, sparse=(*inputs.sparse[:3], dataclasses.replace(hist, rows=hist.rows + 1))
+    )
+    diffs = inputs.differences(other)
+    assert len(diffs) == 1 and "'hist'" in diffs[0] and str(hist.rows) in diffs[0]
+
+
+def test_check_batch_names_feature_and_table() -> None:
+    inputs = tiny_inputs()
+    b = tiny_batch()
+    inputs.check_batch(b, "here")
+    bad = ModelBatch(b.dense, b.ids.copy(), b.multi)
+    bad.ids[0, 1] = 40
+    with pytest.raises(DataError, match=r"here: feature 'item_id' .* table 'item_id' has 40 rows"):
+        inputs.check_batch(bad, "here")
+    with pytest.raises(DataError, match=r"'dense' has shape \[16, 2\]"):
+        inputs.check_batch(ModelBatch(b.dense[:, :2], b.ids, b.multi), "here")
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="ensemble_width_scales"):
+        TeacherConfig(ensemble_size=2, ensemble_width_scales=(1.0,))
+    with pytest.raises(ConfigError, match="unknown key 'teacher.embeding_dim'.*embedding_dim"):
+        from_mapping(TeacherConfig, {"embeding_dim": 3}, source="x.yaml", where="teacher")
+    cfg = from_mapping(TeacherConfig, {"deep_dims": [8, 4], "schedule": "linear"}, source="x.yaml")
+    assert cfg.deep_dims == (8, 4)

@@ -1,0 +1,153 @@
+"""Teacher training: fused optimiser set explicitly, loss decreases, early stopping, resume after a kill."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from teacher_util import TINY_CFG, reference_train, tiny_inputs, tiny_split
+
+from recdistill.errors import ArtefactError, DataError
+from recdistill.models.teacher import TeacherTrainTask, build_teacher
+from recdistill.teacher.checkpoint import CHECKPOINTS, MODEL_FILE, load_teacher
+from recdistill.teacher.distributed import distributed_context, make_optimizer, shard_model
+from recdistill.teacher.train import epoch_batches, lr_factor, train_teacher
+
+
+def test_lr_factor_warmup_then_cosine() -> None:
+    cfg = dataclasses.replace(TINY_CFG, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_factor(cfg, 0, 110) == pytest.approx(0.1)
+    assert lr_factor(cfg, 9, 110) == pytest.approx(1.0)
+    assert lr_factor(cfg, 10, 110) == pytest.approx(1.0)
+    assert lr_factor(cfg, 60, 110) == pytest.approx(0.55)
+    assert lr_factor(cfg, 110, 110) == pytest.approx(0.1)
+    assert lr_factor(dataclasses.replace(cfg, schedule="constant"), 60, 110) == 1.0
+
+
+def test_epoch_batches_shuffle_by_epoch_and_drop_last() -> None:
+    a = epoch_batches(100, 30, seed=0, epoch=1)
+    assert a.shape == (3, 30) and len(np.unique(a)) == 90
+    assert np.array_equal(a, epoch_batches(100, 30, seed=0, epoch=1))
+    assert not np.array_equal(a, epoch_batches(100, 30, seed=0, epoch=2))
+
+
+def test_fused_sparse_optimizer_uses_configured_lr() -> None:
+    """The STACK.md trap: tables must train with the configured optimiser, not FBGEMM's SGD at 0.01."""
+    cfg = dataclasses.replace(
+        TINY_CFG, sparse_optimizer="sgd", lr_sparse=0.5, warmup_steps=0, schedule="constant"
+    )
+    train = tiny_split(cfg.batch_size * 3, seed=0)
+    expected = reference_train(cfg, tiny_inputs(), train, epochs=1)
+    with distributed_context() as ctx:
+        dmp = shard_model(TeacherTrainTask(build_teacher(tiny_inputs(), cfg)), cfg, ctx)
+        opt = make_optimizer(dmp, cfg)
+        for rows in epoch_batches(len(train[0]), cfg.batch_size, cfg.seed, 1):
+            b = train[0].take(rows)
+            opt.zero_grad()
+            loss, _ = dmp(
+                torch.from_numpy(b.dense),
+                torch.from_numpy(b.ids),
+                torch.from_numpy(b.multi),
+                torch.from_numpy(train[1].label[rows]),
+            )
+            loss.backward()
+            opt.step()
+        got = {k.removeprefix("model."): v for k, v in dmp.state_dict().items()}
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    for name, ref in expected.items():
+        t = got[name]
+        t = t.local_shards()[0].tensor if isinstance(t, ShardedTensor) else t
+        assert torch.allclose(t, ref, atol=1e-5), name
+
+
+def test_train_task_loss_decreases() -> None:
+    cfg = TINY_CFG
+    train = tiny_split(512, seed=0)
+    with distributed_context() as ctx:
+        dmp = shard_model(TeacherTrainTask(build_teacher(tiny_inputs(), cfg)), cfg, ctx)
+        opt = make_optimizer(dmp, cfg)
+        losses = []
+        for epoch in range(1, 6):
+            for rows in epoch_batches(512, 128, 0, epoch):
+                b = train[0].take(rows)
+                opt.zero_grad()
+                loss, _ = dmp(
+                    torch.from_numpy(b.dense),
+                    torch.from_numpy(b.ids),
+                    torch.from_numpy(b.multi),
+                    torch.from_numpy(train[1].label[rows]),
+                )
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.1
+
+
+class _KilledError(Exception):
+    pass
+
+
+def _kill_at(epoch: int, step: int):  # type: ignore[no-untyped-def]
+    def hook(e: int, s: int) -> None:
+        if (e, s) == (epoch, step):
+            raise _KilledError
+
+    return hook
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
+    train, valid = tiny_split(256, seed=0), tiny_split(200, seed=1)
+    full = train_teacher(TINY_CFG, tiny_inputs(), train, valid, tmp_path / "a", progress=False)
+    assert full.epochs_run == 2 and full.best_epoch in (1, 2)
+    assert full.metrics["valid_auc"] > 0.6
+    assert (tmp_path / "a" / MODEL_FILE).exists()
+
+    out = tmp_path / "b"
+    with pytest.raises(_KilledError):
+        train_teacher(TINY_CFG, tiny_inputs(), train, valid, out, progress=False, on_step=_kill_at(2, 1))
+    assert not (out / MODEL_FILE).exists()
+    assert sorted(p.name for p in (out / CHECKPOINTS).iterdir()) == ["epoch_0001"]  # epoch 2's work is lost
+    (out / CHECKPOINTS / ".epoch_0002.tmp").mkdir()  # a write cut short by the kill
+    with pytest.raises(ArtefactError, match="--resume"):
+        train_teacher(TINY_CFG, tiny_inputs(), train, valid, out, progress=False)
+    changed = dataclasses.replace(TINY_CFG, lr_dense=1e-2)
+    with pytest.raises(ArtefactError, match=r"lr_dense: checkpoint 0.003, now 0.01"):
+        train_teacher(changed, tiny_inputs(), train, valid, out, resume=True, progress=False)
+    resumed = train_teacher(TINY_CFG, tiny_inputs(), train, valid, out, resume=True, progress=False)
+    def quality(history: list[dict[str, float]]) -> list[float]:
+        return [v for h in history for k, v in sorted(h.items()) if k != "samples_per_s"]
+
+    assert resumed.epochs_run == 2
+    assert quality(resumed.history) == pytest.approx(quality(full.history), abs=1e-6)
+    assert resumed.metrics == pytest.approx(full.metrics)
+    assert not (out / CHECKPOINTS / ".epoch_0002.tmp").exists()
+    a = load_teacher(tmp_path / "a").model.state_dict()
+    b = load_teacher(out).model.state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    meta = json.loads((out / "teacher.json").read_text())
+    assert meta["teacher_hash"] == resumed.teacher_hash and meta["best_epoch"] == resumed.best_epoch
+
+
+def test_early_stopping_keeps_best_epoch(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(TINY_CFG, epochs=5, patience=0, min_delta=10.0)  # no epoch improves by 10
+    result = train_teacher(
+        cfg, tiny_inputs(), tiny_split(128, 0), tiny_split(64, 1), tmp_path, progress=False
+    )
+    assert (result.best_epoch, result.epochs_run) == (1, 2)
+    assert sorted(p.name for p in (tmp_path / CHECKPOINTS).iterdir()) == ["epoch_0001", "epoch_0002"]
+
+
+def test_rejects_unlabelled_or_out_of_range_training_rows(tmp_path: Path) -> None:
+    batch, targets = tiny_split(128, 0)
+    targets.label[3] = np.nan
+    with pytest.raises(DataError, match="train split: 1 rows have no label"):
+        train_teacher(TINY_CFG, tiny_inputs(), (batch, targets), None, tmp_path, progress=False)
+    batch, targets = tiny_split(128, 0)
+    batch.multi[0, 1, 0] = 30
+    with pytest.raises(DataError, match="'secret_hist'"):
+        train_teacher(TINY_CFG, tiny_inputs(), (batch, targets), None, tmp_path, progress=False)
