@@ -32,7 +32,11 @@ def _block_rng(cfg: GeneratorConfig, stream: int, index: int) -> np.random.Gener
 
 
 def _blocks(n_requests: int, per_block: int) -> list[tuple[int, int]]:
-    """``(first_request_offset, n_requests)`` of each rng block."""
+    """``(first_request_offset, n_requests)`` of each rng block.
+
+    Every block is sampled whole (``per_block`` requests) and the last one truncated to ``n``, so
+    request ``r`` has the same content whatever the total: a small data set is a prefix of a large one.
+    """
     return [(s, min(per_block, n_requests - s)) for s in range(0, n_requests, per_block)]
 
 
@@ -41,8 +45,8 @@ def base_logit_for(world: World, cfg: GeneratorConfig) -> float:
     per_block = block_requests(cfg)
     n_req = math.ceil(CALIBRATION_ROWS / cfg.candidates_per_request)
     z = [
-        sample_block(world, cfg, _block_rng(cfg, CALIBRATION_STREAM, i), s, n).z
-        for i, (s, n) in enumerate(_blocks(n_req, per_block))
+        sample_block(world, cfg, _block_rng(cfg, CALIBRATION_STREAM, i), s, per_block).z
+        for i, (s, _) in enumerate(_blocks(n_req, per_block))
     ]
     return calibrate_base_logit(np.concatenate(z), cfg.base_ctr)
 
@@ -83,10 +87,12 @@ def generate(cfg: GeneratorConfig, out_dir: str | Path, *, progress: bool = True
         }
         for i, (s, n) in enumerate(_blocks(n_labelled, per_block)):
             rng = _block_rng(cfg, LABELLED_STREAM, i)
-            block = sample_block(world, cfg, rng, s, n)
+            block = sample_block(world, cfg, rng, s, per_block)  # always whole: see _blocks
             true_ctr, click = draw_labels(block, base_logit, rng)
-            table = block_table(block, schema, N, true_ctr, click)
-            split_of_row = np.repeat(np.searchsorted(split_edges, block.split_u, side="right"), N)
+            keep = n * N
+            table = block_table(block, schema, N, true_ctr, click).slice(0, keep)
+            true_ctr, click = true_ctr[:keep], click[:keep]
+            split_of_row = np.repeat(np.searchsorted(split_edges, block.split_u[:n], side="right"), N)
             for j, name in enumerate(SPLITS):
                 mask = split_of_row == j
                 if not mask.any():
@@ -98,15 +104,16 @@ def generate(cfg: GeneratorConfig, out_dir: str | Path, *, progress: bool = True
                 if name == "test":
                     test_ctr.append(true_ctr[mask])
                     test_click.append(click[mask])
-            bar.update(block.n_rows)
+            bar.update(keep)
         for i, (s, n) in enumerate(_blocks(n_transfer, per_block)):
             rng = _block_rng(cfg, TRANSFER_STREAM, i)
-            block = sample_block(world, cfg, rng, n_labelled + s, n)
+            block = sample_block(world, cfg, rng, n_labelled + s, per_block)
             true_ctr, _ = draw_labels(block, base_logit, rng)
-            writers[TRANSFER].write(block_table(block, schema, N, true_ctr, None))
+            keep = n * N
+            writers[TRANSFER].write(block_table(block, schema, N, true_ctr, None).slice(0, keep))
             requests[TRANSFER] += n
-            ctr_sum[TRANSFER] += float(true_ctr.sum(dtype=np.float64))
-            bar.update(block.n_rows)
+            ctr_sum[TRANSFER] += float(true_ctr[:keep].sum(dtype=np.float64))
+            bar.update(keep)
         for w in writers.values():
             w.flush()
         rows = {name: w.rows for name, w in writers.items()}

@@ -152,6 +152,15 @@ def shard_model(model: nn.Module, cfg: TeacherConfig, ctx: DistContext) -> Distr
     return dmp
 
 
+def sharding_summary(dmp: DistributedModelParallel) -> dict[str, str]:
+    """``table -> sharding type`` of every sharded table (for logs and tests)."""
+    out: dict[str, str] = {}
+    for module_path, module_plan in dmp.plan.plan.items():
+        for table, spec in module_plan.items():
+            out[f"{module_path}.{table}"] = str(spec.sharding_type)
+    return out
+
+
 def load_full_state(dmp: nn.Module, full_state: Mapping[str, torch.Tensor]) -> None:
     """Copy unsharded tensors (``name -> full tensor``) into ``dmp``'s shards, in place."""
     from torch.distributed._shard.sharded_tensor import ShardedTensor

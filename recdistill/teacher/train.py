@@ -36,6 +36,7 @@ from recdistill.teacher.distributed import (
     make_optimizer,
     set_learning_rates,
     shard_model,
+    sharding_summary,
 )
 
 Split = tuple[ModelBatch, Targets]
@@ -55,6 +56,7 @@ class TrainResult:
     train_samples_per_s: float = 0.0
     teacher_hash: str = ""
     world_size: int = 1
+    sharding: dict[str, str] = field(default_factory=dict)
 
 
 def lr_factor(cfg: TeacherConfig, step: int, total_steps: int) -> float:
@@ -313,6 +315,7 @@ def _train(
         params=params,
         train_samples_per_s=rows_trained / t_train if t_train else 0.0,
         world_size=ws,
+        sharding=sharding_summary(dmp),
     )
     best: dict[str, float] = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
     result.metrics = {k: v for k, v in best.items() if k.startswith("valid_")}

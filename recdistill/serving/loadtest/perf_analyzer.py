@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -169,6 +170,17 @@ def run_perf_analyzer(
     return parse_report(report, concurrency=concurrency, batch=batch)
 
 
+_AVG_PARTS = (  # perf_analyzer's average latency is the sum of these columns
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+)
+
+
 def parse_report(path: Path, *, concurrency: int, batch: int) -> PerfAnalyzerPoint:
     """Read perf_analyzer's ``-f`` CSV (latencies in microseconds, throughput in inferences/s)."""
     with open(path, newline="") as f:
@@ -190,7 +202,7 @@ def parse_report(path: Path, *, concurrency: int, batch: int) -> PerfAnalyzerPoi
         p90_ms=us("p90 latency"),
         p95_ms=us("p95 latency"),
         p99_ms=us("p99 latency"),
-        avg_ms=us("Avg latency"),
+        avg_ms=sum(us(c) for c in _AVG_PARTS),
         server_queue_ms=us("Server Queue"),
         server_compute_infer_ms=us("Server Compute Infer"),
     )
@@ -198,7 +210,8 @@ def parse_report(path: Path, *, concurrency: int, batch: int) -> PerfAnalyzerPoi
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """Our closed loop and perf_analyzer at the same concurrency and batch; ratios are ours / theirs."""
+    """Our closed loop and perf_analyzer at the same concurrency and batch (medians over
+    ``repeats`` interleaved pairs of runs; ``samples`` holds each pair); ratios are ours / theirs."""
 
     concurrency: int
     batch: int
@@ -208,6 +221,8 @@ class ComparisonRow:
     pa_p50_ms: float
     pa_p99_ms: float
     pa_rps: float
+    repeats: int = 1
+    samples: tuple[dict[str, float], ...] = ()
 
     @property
     def p50_ratio(self) -> float:
@@ -232,10 +247,12 @@ def compare_with_perf_analyzer(
     concurrencies: Sequence[int],
     config: LoadTestConfig,
     workdir: Path,
+    repeats: int = 1,
     stability_pct: int = 50,
     max_trials: int = 10,
 ) -> list[ComparisonRow]:
-    """Run our closed loop and perf_analyzer, one after the other, at each concurrency.
+    """Run our closed loop and perf_analyzer alternately, ``repeats`` times at each concurrency,
+    and return the medians (interleaving spreads slow drifts of a shared machine over both tools).
 
     perf_analyzer measures windows of ``config.duration_s`` until three in a row agree within
     ``stability_pct`` percent (at most ``max_trials`` windows); on a busy shared machine the
@@ -243,38 +260,42 @@ def compare_with_perf_analyzer(
     """
     if not batches:
         raise ServingError("compare_with_perf_analyzer needs at least one request")
+    if repeats < 1:
+        raise ServingError(f"repeats must be >= 1, got {repeats}")
     workdir.mkdir(parents=True, exist_ok=True)
     input_data = write_input_data(workdir / "perf_analyzer_input.json", batches)
     requests = encode_pool(model, batches)
     batch = len(batches[0])
     rows = []
     for c in concurrencies:
-        ours = measure_closed_loop(url, model, requests, concurrency=c, config=config).result
-        if ours.status != "ok" or ours.ok == 0:
-            raise ServingError(
-                f"closed loop at concurrency {c} failed: {ours.abort_reason or ours.error_messages}"
+        samples: list[dict[str, float]] = []
+        for _ in range(repeats):
+            ours = measure_closed_loop(url, model, requests, concurrency=c, config=config).result
+            if ours.status != "ok" or ours.ok == 0:
+                raise ServingError(
+                    f"closed loop at concurrency {c} failed: {ours.abort_reason or ours.error_messages}"
+                )
+            pa = run_perf_analyzer(
+                url,
+                model,
+                concurrency=c,
+                batch=batch,
+                input_data=input_data,
+                workdir=workdir,
+                measurement_ms=int(config.duration_s * 1000),
+                max_trials=max_trials,
+                stability_pct=stability_pct,
             )
-        pa = run_perf_analyzer(
-            url,
-            model,
-            concurrency=c,
-            batch=batch,
-            input_data=input_data,
-            workdir=workdir,
-            measurement_ms=int(config.duration_s * 1000),
-            max_trials=max_trials,
-            stability_pct=stability_pct,
-        )
-        rows.append(
-            ComparisonRow(
-                c,
-                batch,
-                ours.latency_ms.p50,
-                ours.latency_ms.p99,
-                ours.achieved_rate,
-                pa.p50_ms,
-                pa.p99_ms,
-                pa.rps,
+            samples.append(
+                {
+                    "ours_p50_ms": ours.latency_ms.p50,
+                    "ours_p99_ms": ours.latency_ms.p99,
+                    "ours_rps": ours.achieved_rate,
+                    "pa_p50_ms": pa.p50_ms,
+                    "pa_p99_ms": pa.p99_ms,
+                    "pa_rps": pa.rps,
+                }
             )
-        )
+        med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+        rows.append(ComparisonRow(c, batch, repeats=repeats, samples=tuple(samples), **med))
     return rows
