@@ -114,7 +114,7 @@ def _normal(rng: np.random.Generator, scale: float, size: tuple[int, ...]) -> F6
 def build_world(cfg: GeneratorConfig) -> World:
     """Draw every static table from ``cfg.seed`` (independent of rows and chunking)."""
     rng = np.random.default_rng([cfg.seed, WORLD_STREAM])
-    d, C, I, U, K, A = (
+    d, C, n_items, U, K, A = (
         cfg.latent_dim, cfg.n_categories, cfg.n_items, cfg.n_users, cfg.n_contexts, cfg.n_age_buckets,
     )  # fmt: skip
     s, q = cfg.zipf_exponent, cfg.zipf_offset
@@ -128,16 +128,20 @@ def build_world(cfg: GeneratorConfig) -> World:
     cat_cross = _normal(rng, 1.0 / np.sqrt(CROSS_RANK), (C, CROSS_RANK))
 
     # items: every category gets one item, the rest follow category popularity
-    item_cat = np.concatenate([rng.permutation(C), rng.choice(C, size=I - C, p=cat_pop)]).astype(np.int64)
-    item_cat = item_cat[rng.permutation(I)]
-    item_pop = zipf_weights(I, s, q, rng)
-    item_latent = cat_latent[item_cat] + _normal(rng, 0.5 * unit, (I, d))
-    item_quality = rng.normal(0.0, 1.0, I)
-    item_bias = cat_bias[item_cat] + _normal(rng, 0.25, (I,))
-    item_price = np.round(np.exp(cat_log_price[item_cat] + rng.normal(0.0, 0.5, I)), 2)
+    item_cat = np.concatenate([rng.permutation(C), rng.choice(C, size=n_items - C, p=cat_pop)]).astype(
+        np.int64
+    )
+    item_cat = item_cat[rng.permutation(n_items)]
+    item_pop = zipf_weights(n_items, s, q, rng)
+    item_latent = cat_latent[item_cat] + _normal(rng, 0.5 * unit, (n_items, d))
+    item_quality = rng.normal(0.0, 1.0, n_items)
+    item_bias = cat_bias[item_cat] + _normal(rng, 0.25, (n_items,))
+    item_price = np.round(np.exp(cat_log_price[item_cat] + rng.normal(0.0, 0.5, n_items)), 2)
     # 7-day counters from a larger production log: a noisy view of appeal and quality
     impr = rng.poisson(IMPRESSIONS_7D * item_pop).astype(np.float64)
-    hist_p = 1.0 / (1.0 + np.exp(-(np.log(cfg.base_ctr / (1 - cfg.base_ctr)) + item_bias + 0.3 * item_quality)))
+    hist_p = 1.0 / (
+        1.0 + np.exp(-(np.log(cfg.base_ctr / (1 - cfg.base_ctr)) + item_bias + 0.3 * item_quality))
+    )
     clicks = rng.binomial(impr.astype(np.int64), hist_p).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         ctr_7d = np.where(impr > 0, clicks / np.maximum(impr, 1.0), np.nan)

@@ -20,7 +20,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "generate",
     "validate",
     "preprocess",
+    "train-teacher",
+    "score",
+    "distill-mlp",
+    "distill-gbdt",
     "serve",
+    "loadtest",
 )
 
 

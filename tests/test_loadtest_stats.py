@@ -165,6 +165,7 @@ def _result(
         reachable=achieved >= 0.95 * offered,
         latency_ms=lat,
         send_lag_ms=LatencySummary.of([0.1, 0.2]),
+        service_ms=lat,
         error_messages={"INTERNAL: boom": errors} if errors else {},
         status=status,
         abort_reason="the server stopped answering" if status != "ok" else None,
@@ -265,7 +266,7 @@ def test_results_json_and_csv_schema(tmp_path: Path) -> None:
     assert doc["machine"] == "2 cores" and len(doc["runs"]) == 2
     run = doc["runs"][0]
     for key in ("run_id", "model", "mode", "target_rate", "achieved_rate", "offered_rate", "errors",
-                "timeouts", "dropped", "reachable", "latency_ms", "send_lag_ms", "server", "error_fraction"):  # fmt: skip
+                "timeouts", "dropped", "reachable", "latency_ms", "send_lag_ms", "service_ms", "server", "error_fraction"):  # fmt: skip
         assert key in run
     assert set(run["latency_ms"]) == {"count", "mean", "min", "p50", "p90", "p95", "p99", "p999", "max"}
     assert doc["runs"][1]["latency_ms"]["p99"] is None
@@ -472,3 +473,32 @@ def test_cli_rejects_bad_arguments_at_once(tmp_path: Path, capsys: pytest.Captur
     assert _cli(["--url", "127.0.0.1:1", "--model", "other", "--slo", str(good), *base]) == 2
     assert "no targets for model 'other'" in capsys.readouterr().out
     assert LoadTestConfig().candidates == 128
+
+
+# -- perf_analyzer plumbing (no server) -------------------------------------------------------------
+def test_perf_analyzer_input_data_and_report(tmp_path: Path, tiny_data: Path, tiny_schema: Schema) -> None:
+    import base64
+
+    from recdistill.serving.loadtest.perf_analyzer import parse_report, write_input_data
+
+    pool = build_request_pool(tiny_data / "test.parquet", tiny_schema, candidates=8, pool_size=2)
+    doc = json.loads(write_input_data(tmp_path / "in.json", pool.batches).read_text())
+    entries = doc["data"]
+    assert len(entries) == 16  # one entry per candidate row; -b 8 takes 8 consecutive entries
+    row = entries[9]
+    assert row["multi"]["shape"] == [1, 4] and row["dense"]["shape"] == [3]
+    ids = np.frombuffer(base64.b64decode(row["ids"]["b64"]), dtype=np.int64)
+    np.testing.assert_array_equal(ids, pool.batches[1].ids[1])
+    dense = np.frombuffer(base64.b64decode(row["dense"]["b64"]), dtype=np.float32)
+    np.testing.assert_array_equal(dense, pool.batches[1].dense[1])  # NaN survives (exact bytes)
+
+    csv_path = tmp_path / "pa.csv"
+    csv_path.write_text(
+        "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
+        "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"
+        "1,52194.5,48,979,813,36,408,138,2,1150,5646,7978,11679\n"
+    )
+    point = parse_report(csv_path, concurrency=1, rate=None, batch=128)
+    assert point.rps == pytest.approx(52194.5 / 128)
+    assert (point.p50_ms, point.p99_ms) == (1.150, 11.679)
+    assert point.avg_ms == pytest.approx((48 + 979 + 813 + 36 + 408 + 138 + 2) / 1e3)

@@ -36,7 +36,6 @@ from recdistill.errors import ArtefactError, ConfigError
 from recdistill.export.onnx_mlp import check_parity, export_mlp_onnx, onnx_metadata, ort_logits, ort_session
 from recdistill.metrics import auc
 from recdistill.models.student_mlp import (
-    StudentInputs,
     StudentMLP,
     batch_tensors,
     count_parameters,
@@ -68,8 +67,11 @@ def write_soft(
     from recdistill.teacher.score import soft_label_table
 
     soft_dir.mkdir(parents=True, exist_ok=True)
-    table = soft_label_table("row_id", Targets(keys, *([np.zeros(len(keys))] * 4)), logits.astype(np.float32))
-    pq.write_table(table.replace_schema_metadata({HASH_KEY: teacher_hash.encode()}), soft_dir / f"{split}.parquet")
+    f32, i64 = np.zeros(len(keys), np.float32), np.zeros(len(keys), np.int64)
+    table = soft_label_table("row_id", Targets(keys, f32, i64, i64, f32), logits.astype(np.float32))
+    pq.write_table(
+        table.replace_schema_metadata({HASH_KEY: teacher_hash.encode()}), soft_dir / f"{split}.parquet"
+    )
     manifest_path = soft_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"splits": {}}
     manifest.update(teacher_hash=teacher_hash, row_key="row_id")
@@ -108,7 +110,10 @@ def trained(world: dict[str, Any]) -> dict[str, Any]:
     """The distilled student (soft labels + transfer set) and its hard-label twin."""
     sp, out = world["splits"], world["dir"] / "students"
     runs: dict[str, Any] = {}
-    for name, loss in (("kd", DistillLossConfig(kind="kd", alpha=0.0)), ("hard", DistillLossConfig(kind="hard"))):
+    for name, loss in (
+        ("kd", DistillLossConfig(kind="kd", alpha=0.0)),
+        ("hard", DistillLossConfig(kind="hard")),
+    ):
         metrics = train_mlp(
             pre=world["pre"],
             train=sp["train"],
@@ -138,6 +143,18 @@ def test_forward_shapes_and_pooling(world: dict[str, Any]) -> None:
         model = build_student(pre, replace(FAST, pooling=pooling, hidden=(16, 8, 4)))
         out = model(*batch_tensors(b))
         assert out.shape == (7,) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    # every table is sized by its own vocabulary: the last row of every feature is in range
+    for t in model.inputs.tables:
+        feats = [pre.schema.categorical[j].name for j in t.cat_columns] + [
+            pre.schema.multi[j].name for j in t.multi_columns
+        ]
+        assert {pre.table_rows(f) for f in feats} == {t.source_rows}, (t, feats)
+    last_ids = np.array([[pre.table_rows(f.name) - 1 for f in pre.schema.categorical]] * 3, dtype=np.int64)
+    last_multi = np.broadcast_to(
+        np.array([pre.table_rows(f.name) - 1 for f in pre.schema.multi], dtype=np.int64)[None, :, None],
+        (3, len(pre.schema.multi), pre.max_len),
+    ).copy()
+    assert torch.isfinite(model(*batch_tensors(ModelBatch(b.dense[:3], last_ids, last_multi)))).all()
     with pytest.raises(Exception, match="expects"):
         model.inputs.check_batch(ModelBatch(b.dense[:, :-1], b.ids, b.multi), "valid")
 
@@ -164,10 +181,14 @@ def test_teacher_only_columns_never_change_the_output(world: dict[str, Any], tin
     ids = tb.ids.copy()
     ids[:, col] = rng.integers(0, tiny_pre.table_rows("item_cat"), size=len(tb))
     assert not np.array_equal(ids, tb.ids)
-    np.testing.assert_array_equal(logits_of(tiny_model, tb), logits_of(tiny_model, ModelBatch(tb.dense, ids, tb.multi)))
+    np.testing.assert_array_equal(
+        logits_of(tiny_model, tb), logits_of(tiny_model, ModelBatch(tb.dense, ids, tb.multi))
+    )
     # a changed serving-time column does change it
     ids[:, 1] = (ids[:, 1] + 1) % tiny_pre.table_rows("item_id")
-    assert not np.array_equal(logits_of(tiny_model, tb), logits_of(tiny_model, ModelBatch(tb.dense, ids, tb.multi)))
+    assert not np.array_equal(
+        logits_of(tiny_model, tb), logits_of(tiny_model, ModelBatch(tb.dense, ids, tb.multi))
+    )
 
 
 def test_fold_rows_keeps_padding_and_oov() -> None:
@@ -224,7 +245,7 @@ def test_listwise_batches_hold_whole_requests() -> None:
     batches = epoch_batches(len(groups), 64, rng, groups)
     rows = np.concatenate(batches)
     assert np.array_equal(np.sort(rows), np.arange(len(groups)))  # every row exactly once
-    owner = {}
+    owner: dict[int, int] = {}
     for k, b in enumerate(batches):
         for g in np.unique(groups[b]):
             assert owner.setdefault(int(g), k) == k  # a request never spans two batches
@@ -251,7 +272,9 @@ def test_soft_labels_that_do_not_match_fail_clearly(world: dict[str, Any], tmp_p
     with pytest.raises(ArtefactError, match=r"from teacher aaaaaaaaaaaa.*expected teacher is bbbb"):
         load_soft_labels(world["dir"] / "soft_labels", "valid", t, expected_teacher_hash="b" * 64)
     write_soft(tmp_path / "count", "valid", keys[:-3], logits[:-3])
-    with pytest.raises(ArtefactError, match=rf"valid.parquet: {len(t) - 3} soft labels for a valid split of {len(t)} rows"):
+    with pytest.raises(
+        ArtefactError, match=rf"valid.parquet: {len(t) - 3} soft labels for a valid split of {len(t)} rows"
+    ):
         load_soft_labels(tmp_path / "count", "valid", t, expected_teacher_hash=None)
     other = keys.copy()
     other[[0, 5]] += 10_000_000
@@ -262,7 +285,9 @@ def test_soft_labels_that_do_not_match_fail_clearly(world: dict[str, Any], tmp_p
     bad[[1, 2, 3]] = np.nan
     bad[4] = np.inf
     write_soft(tmp_path / "nan", "valid", keys, bad)
-    with pytest.raises(ArtefactError, match=rf"4 of {len(t)} rows have a non-finite 'teacher_logit' \(3 NaN, 1 inf"):
+    with pytest.raises(
+        ArtefactError, match=rf"4 of {len(t)} rows have a non-finite 'teacher_logit' \(3 NaN, 1 inf"
+    ):
         load_soft_labels(tmp_path / "nan", "valid", t, expected_teacher_hash=None)
     # probabilities outside [0, 1]: rewrite the prob column of a valid file
     write_soft(tmp_path / "prob", "valid", keys, logits)
@@ -270,7 +295,9 @@ def test_soft_labels_that_do_not_match_fail_clearly(world: dict[str, Any], tmp_p
     prob = table.column("teacher_prob").to_numpy().copy()
     prob[:2] = [1.5, -0.1]
     pq.write_table(table.set_column(2, "teacher_prob", [prob]), tmp_path / "prob" / "valid.parquet")
-    with pytest.raises(ArtefactError, match=rf"2 of {len(t)} rows have 'teacher_prob' NaN or outside \[0, 1\]"):
+    with pytest.raises(
+        ArtefactError, match=rf"2 of {len(t)} rows have 'teacher_prob' NaN or outside \[0, 1\]"
+    ):
         load_soft_labels(tmp_path / "prob", "valid", t, expected_teacher_hash=None)
     # a file from another scoring run beside this manifest
     write_soft(tmp_path / "mixed", "valid", keys, logits, teacher_hash="c" * 64)
@@ -296,7 +323,9 @@ def test_distilled_student_beats_its_hard_label_twin(world: dict[str, Any], trai
         assert saved["best_epoch"] == run["metrics"]["best_epoch"] and saved["params"]["total"] > 0
 
 
-def test_transfer_rows_feed_the_soft_loss(world: dict[str, Any], trained: dict[str, Any], tmp_path: Path) -> None:
+def test_transfer_rows_feed_the_soft_loss(
+    world: dict[str, Any], trained: dict[str, Any], tmp_path: Path
+) -> None:
     sp = world["splits"]
     without = train_mlp(
         pre=world["pre"], train=sp["train"], valid=sp["valid"], soft=world["soft"],
@@ -335,7 +364,10 @@ def test_onnx_export_parity_dynamic_batch_and_predictor(
     assert proto.ir_version <= 10
     assert not {n.op_type for n in proto.graph.node} & {"Loop", "Scan", "If"}
     meta = onnx_metadata(path)
-    assert float(meta["recdistill.parity_max_abs_diff_prob"]) <= 1e-5 and meta["recdistill.parity_rows"] == "1000"
+    assert (
+        float(meta["recdistill.parity_max_abs_diff_prob"]) <= 1e-5
+        and meta["recdistill.parity_rows"] == "1000"
+    )
     mb = pre.transform(raw)
     ref = logits_of(model, mb)
     session = ort_session(path)
@@ -355,8 +387,12 @@ def test_onnx_export_parity_dynamic_batch_and_predictor(
     np.testing.assert_allclose(one, probs[:1], atol=1e-6)
 
 
-def test_serving_refuses_another_preprocessing(world: dict[str, Any], trained: dict[str, Any], tmp_path: Path) -> None:
-    path = export_mlp_onnx(trained["kd"]["model"], world["pre"], tmp_path / "m.onnx", sample=world["raw_test"].slice(0, 50))
+def test_serving_refuses_another_preprocessing(
+    world: dict[str, Any], trained: dict[str, Any], tmp_path: Path
+) -> None:
+    path = export_mlp_onnx(
+        trained["kd"]["model"], world["pre"], tmp_path / "m.onnx", sample=world["raw_test"].slice(0, 50)
+    )
     other = Preprocessor.fit(world["dir"] / "data" / "valid.parquet", world["pre"].schema)
     other.save(tmp_path / "other_pre")
     with pytest.raises(ArtefactError, match="fingerprint mismatch"):
@@ -367,7 +403,9 @@ def test_serving_refuses_another_preprocessing(world: dict[str, Any], trained: d
         load_mlp_predictor(PredictorSpec("mlp_onnx", tmp_path / "v", None, {}))
 
 
-def test_parity_check_catches_a_wrong_graph(world: dict[str, Any], trained: dict[str, Any], tmp_path: Path) -> None:
+def test_parity_check_catches_a_wrong_graph(
+    world: dict[str, Any], trained: dict[str, Any], tmp_path: Path
+) -> None:
     model, pre, raw = trained["kd"]["model"], world["pre"], world["raw_test"].slice(0, 100)
     proto = onnx.load(str(export_mlp_onnx(model, pre, tmp_path / "m.onnx", sample=raw)))
     init = next(i for i in proto.graph.initializer if i.name.endswith("logit.bias"))
@@ -377,10 +415,14 @@ def test_parity_check_catches_a_wrong_graph(world: dict[str, Any], trained: dict
         check_parity(ort_session(proto.SerializeToString()), model, pre, raw)
 
 
-def test_cli_distill_mlp_end_to_end(world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_distill_mlp_end_to_end(
+    world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     d = world["dir"]
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("student_mlp:\n  epochs: 1\n  batch_size: 512\ndistill:\n  alpha: 0.3\n  temperature: 2.0\nteacher: {}\n")
+    cfg.write_text(
+        "student_mlp:\n  epochs: 1\n  batch_size: 512\ndistill:\n  alpha: 0.3\n  temperature: 2.0\nteacher: {}\n"
+    )
     parser = argparse.ArgumentParser()
     distill_mlp.register(parser.add_subparsers())
     args = parser.parse_args(["distill-mlp", "--data", str(d / "data"), "--preprocess", str(d / "preprocess"),

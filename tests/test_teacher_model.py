@@ -24,9 +24,10 @@ from recdistill.models.teacher import (
     count_parameters,
 )
 from recdistill.modules.crossnet import CrossNet
+from recdistill.modules.interaction import SequenceMatch, pairwise_dots
 from recdistill.modules.mlp import MLP
 from recdistill.modules.sparse import SparseArch, SparseFeature, padded_to_kjt
-from recdistill.modules.towers import GroupTowers, pairwise_dots
+from recdistill.modules.towers import GroupTowers
 
 
 def tiny_batch(n: int = 16, seed: int = 0) -> ModelBatch:
@@ -97,6 +98,22 @@ def test_towers_and_dots() -> None:
     dots = pairwise_dots(t)
     assert dots.shape == (5, 1)
     assert torch.allclose(dots[:, 0], (t[:, 0] * t[:, 1]).sum(-1), atol=1e-6)
+
+
+def test_sequence_match_counts_candidate_in_history() -> None:
+    feats = [
+        SparseFeature("item", "categorical", 0, "item", 10, "item"),
+        SparseFeature("user", "categorical", 1, "user", 10, "user"),
+        SparseFeature("hist", "multi", 0, "item", 10, "user"),
+    ]
+    seq = SequenceMatch(feats)
+    assert seq.pair_names == [("hist", "item")]
+    ids = torch.tensor([[5, 3], [1, 3], [4, 3]])
+    multi = torch.tensor([[[5, 5, 2, 0]], [[1, 1, 0, 0]], [[0, 0, 0, 0]]])  # OOV (1) never matches
+    out = seq(ids, multi)
+    assert out.shape == (3, 2)
+    assert torch.allclose(out[:, 0], torch.log1p(torch.tensor([3.0, 2.0, 0.0])))  # history lengths
+    assert torch.allclose(out[:, 1], torch.log1p(torch.tensor([2.0, 0.0, 0.0])))  # candidate hits
 
 
 def test_teacher_forward_shapes_and_purity() -> None:

@@ -52,8 +52,9 @@ def register(sub: Any) -> None:
     p.add_argument("--find-capacity", action="store_true", help="search the highest rate that meets p99")
     p.add_argument("--p99-ms", type=float, help="p99 target for --find-capacity without --slo")
     p.add_argument(
-        "--perf-analyzer", action="store_true", help="cross-check --concurrency with perf_analyzer"
+        "--perf-analyzer", action="store_true", help="cross-check --concurrency and --rate with perf_analyzer"
     )
+    p.add_argument("--pa-repeats", type=int, default=1, help="interleaved ours/perf_analyzer pairs (medians)")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="output folder (results.json/csv, plots, request logs)")
     p.set_defaults(func=run)
@@ -120,8 +121,10 @@ def run(args: argparse.Namespace) -> int:
     if args.p99_ms is not None and not args.p99_ms > 0:
         raise ConfigError(f"--p99-ms must be > 0, got {args.p99_ms}")
     capacity_targets = _capacity_targets(args, targets, models) if args.find_capacity else []
-    if args.perf_analyzer and not concurrencies:
-        raise ConfigError("--perf-analyzer compares at the --concurrency levels; give --concurrency too")
+    if args.pa_repeats < 1:
+        raise ConfigError(f"--pa-repeats must be >= 1, got {args.pa_repeats}")
+    if args.perf_analyzer and not concurrencies and args.rate is None:
+        raise ConfigError("--perf-analyzer compares at the --concurrency levels and --rate; give one of them")
     if args.rate is None and not concurrencies and not targets and not capacity_targets:
         raise ConfigError("nothing to do: give --rate, --concurrency, --slo or --find-capacity")
 
@@ -197,16 +200,24 @@ def run(args: argparse.Namespace) -> int:
                 model,
                 pool.batches[:16],
                 concurrencies=concurrencies,
+                rates=[args.rate] if args.rate is not None else [],
                 config=cfg,
                 workdir=out / "perf_analyzer",
+                repeats=args.pa_repeats,
             )
             report.extra.setdefault("perf_analyzer", []).extend({"model": model, **r.to_dict()} for r in rows)
             report.write()
             for r in rows:
+                load = f"c={r.concurrency}" if r.rate is None else f"rate={r.rate:g}"
                 print(
-                    f"perf_analyzer check {model} c={r.concurrency} b={r.batch}: p50 ours {r.ours_p50_ms:.2f} ms vs "
+                    f"perf_analyzer check {model} {load} b={r.batch}: p50 ours {r.ours_p50_ms:.2f} ms vs "
                     f"{r.pa_p50_ms:.2f} ms ({r.p50_ratio:.2f}x), p99 ours {r.ours_p99_ms:.2f} ms vs "
                     f"{r.pa_p99_ms:.2f} ms ({r.p99_ratio:.2f}x){'' if r.agrees() else '  [differ by > 20%]'}"
+                    + (
+                        f"; ours from the actual send: p50 {r.ours_service_p50_ms:.2f} ms, p99 {r.ours_service_p99_ms:.2f} ms"
+                        if r.rate is not None
+                        else ""
+                    )
                 )
     json_path, csv_path = report.write()
     print(f"# wrote {json_path}, {csv_path}, plots in {out / 'plots'}")

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recdistill.config.data import DataConfig
+from recdistill.config.distill import DistillLossConfig
 from recdistill.config.serving import ServingConfig
+from recdistill.config.students import MlpStudentConfig
 from recdistill.config.teacher import TeacherConfig
 from recdistill.config.loader import from_mapping, load_yaml
 
@@ -18,6 +20,8 @@ class RunConfig:
     run_dir: str = "runs/demo"
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student_mlp: MlpStudentConfig = field(default_factory=MlpStudentConfig)
+    distill: DistillLossConfig = field(default_factory=DistillLossConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
 
 

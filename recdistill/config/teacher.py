@@ -38,8 +38,8 @@ class TeacherConfig:
     Optimisation: ``batch_size`` is the global batch (split evenly across ranks). Embeddings use
     a fused sparse optimiser (``sparse_optimizer`` at ``lr_sparse``), dense layers Adam(W) at
     ``lr_dense``. ``schedule`` scales both rates after ``warmup_steps`` of linear warm-up, down to
-    ``min_lr_ratio``. Training stops after ``patience`` epochs without a validation logloss gain
-    of at least ``min_delta``; the best epoch is kept.
+    ``min_lr_ratio``. Training stops once more than ``patience`` epochs in a row fail to lower the
+    validation logloss by ``min_delta`` (``patience: 0`` stops at the first); the best epoch is kept.
     """
 
     # architecture

@@ -5,14 +5,14 @@ Named parts::
     dense B x N ── index_select(student columns) ──────────────────────────► B x Nd ──┐
     ids   B x C ── per table: index_select, fold, nn.Embedding ────────────► B x Fc*D ─┤
     multi B x M x L ── per table: index_select, fold, nn.Embedding,        ► B x Fm*D ─┤
-                       mask padding row 0, sum (or mean)                               │
+                       padding -> an all-zero row, sum (or mean)                       │
                                                MLP(hidden) ─► Linear ─► logit B ◄──────┘
 
 ``forward`` takes the FULL preprocessed tensors of the data contract (``recdistill/data/batch.py``,
 teacher-only columns included) and selects the student's columns with registered index
 buffers, so serving passes ``Preprocessor.transform`` output straight in and the student can
 never read a ``teacher_only`` column. Multi-valued features use ``nn.Embedding`` over the padded
-``B x k x L`` ids, a mask and a sum, not ``nn.EmbeddingBag``, which ONNX exports as a ``Loop``
+``B x k x L`` ids (padding slots read an all-zero extra row) and a sum, not ``nn.EmbeddingBag``, which ONNX exports as a ``Loop``
 (see ``../shared/STACK.md``).
 
 Folding: a table with more preprocessed rows than ``max_rows`` keeps rows 0 (padding/missing)
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recdistill.data.batch import OOV_ROW, ModelBatch
+from recdistill.data.batch import OOV_ROW, PAD_ROW, ModelBatch
 from recdistill.data.preprocess import Preprocessor
 from recdistill.errors import ArtefactError, DataError
 from recdistill.modules.mlp import MLP
@@ -72,19 +72,19 @@ class StudentInputs:
     def from_preprocessor(cls, pre: Preprocessor, *, max_rows_per_table: int | None) -> StudentInputs:
         """The student's view of ``pre``: ``teacher_only`` features left out, big tables folded."""
         s = pre.schema
-        cat = {j: s.categorical[j].name for j in pre.id_columns("categorical", student=True)}
-        multi = {j: s.multi[j].name for j in pre.id_columns("multi", student=True)}
-        order: list[str] = []
-        for name in [*cat.values(), *multi.values()]:
-            t = pre.table_name(name)
-            if t not in order:
-                order.append(t)
+        # (kind, column, feature name) of every student id feature, categorical first
+        feats = [
+            ("categorical", j, s.categorical[j].name) for j in pre.id_columns("categorical", student=True)
+        ]
+        feats += [("multi", j, s.multi[j].name) for j in pre.id_columns("multi", student=True)]
+        order = list(dict.fromkeys(pre.table_name(name) for _, _, name in feats))
         tables = []
         for t in order:
-            cat_cols = tuple(j for j, n in cat.items() if pre.table_name(n) == t)
-            multi_cols = tuple(j for j, n in multi.items() if pre.table_name(n) == t)
-            src = pre.table_rows((cat | multi)[(cat_cols or multi_cols)[0]])
+            users = [(kind, j, name) for kind, j, name in feats if pre.table_name(name) == t]
+            src = pre.table_rows(users[0][2])
             rows = src if max_rows_per_table is None else min(src, max_rows_per_table)
+            cat_cols = tuple(j for kind, j, _ in users if kind == "categorical")
+            multi_cols = tuple(j for kind, j, _ in users if kind == "multi")
             tables.append(StudentTable(t, src, rows, cat_cols, multi_cols))
         return cls(
             dense_columns=tuple(pre.dense_columns(student=True)),
@@ -182,8 +182,17 @@ class StudentMLP(nn.Module):
         for k, t in enumerate(inputs.tables):
             key = f"t{k}_{_SAFE.sub('_', t.name)}"
             self.keys.append(key)
-            emb = nn.Embedding(t.rows, D)
-            nn.init.normal_(emb.weight, std=0.05)
+            # a table read by multi-valued features gets one extra all-zero row (index t.rows) that
+            # padding slots look up, so pooling is a plain sum: no B x L x D mask multiply
+            emb = (
+                nn.Embedding(t.rows + 1, D, padding_idx=t.rows)
+                if t.multi_columns
+                else nn.Embedding(t.rows, D)
+            )
+            with torch.no_grad():
+                nn.init.normal_(emb.weight, std=0.05)
+                if t.multi_columns:
+                    emb.weight[t.rows].zero_()
             self.embeddings[key] = emb
             self.register_buffer(f"{key}_cat", torch.tensor(t.cat_columns, dtype=torch.int64))
             self.register_buffer(f"{key}_multi", torch.tensor(t.multi_columns, dtype=torch.int64))
@@ -214,11 +223,13 @@ class StudentMLP(nn.Module):
                 parts.append(self._lookup(k, rows).reshape(B, -1))  # B x kc*D
             if t.multi_columns:
                 rows = multi.index_select(1, getattr(self, f"{key}_multi"))  # B x km x L
-                emb = self._lookup(k, rows)  # B x km x L x D
-                mask = (rows != 0).unsqueeze(-1).to(emb.dtype)  # B x km x L x 1, row 0 = padding
-                pooled = (emb * mask).sum(2)  # B x km x D
+                pad = rows == PAD_ROW  # B x km x L
+                folded = fold_rows(rows, t.rows) if t.folded else rows
+                look = torch.where(pad, torch.full_like(rows, t.rows), folded)  # padding -> the zero row
+                pooled = self.embeddings[key](look).sum(2)  # B x km x L x D -> B x km x D
                 if self.pooling == "mean":
-                    pooled = pooled / mask.sum(2).clamp(min=1.0)
+                    count = (~pad).sum(2, keepdim=True).clamp(min=1)  # B x km x 1
+                    pooled = pooled / count.to(pooled.dtype)
                 parts.append(pooled.reshape(B, -1))  # B x km*D
         x = torch.cat(parts, dim=1)
         out: torch.Tensor = self.logit(self.mlp(x)).squeeze(-1)
@@ -277,7 +288,10 @@ def load_student(path: str | Path) -> tuple[StudentMLP, str]:
         p = p / CHECKPOINT_FILE
     if not p.is_file():
         raise ArtefactError(f"{p}: student checkpoint not found; run `recdistill distill-mlp` first")
-    ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for a truncated or foreign file
+        raise ArtefactError(f"{p}: not a readable student checkpoint ({e})") from e
     fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
     if fmt != "recdistill.student_mlp/1":
         raise ArtefactError(f"{p}: not a recdistill MLP student checkpoint (format {fmt!r})")

@@ -2,12 +2,13 @@
 
 Named parts (each a block from ``recdistill.modules``)::
 
-    ids, multi ──► SparseArch (EmbeddingBagCollection) ──► E: B x F x D ─┐
-    dense ─────────────────────────────────────────────────────────────┤
-                       ┌── GroupTowers (user / item / context) ─► B x G x T, pairwise dots
-    x0 = [E, dense] ───┼── CrossNet (DCN-v2) ─────────────────────► B x N0
-                       └── deep MLP ──────────────────────────────► B x H
-    OverArch([cross, deep, towers, dots]) ──► one click logit per row
+    ids, multi ──► SparseArch (EmbeddingBagCollection) ──► E: B x F x D
+    ids, multi ──► SequenceMatch (history lengths, candidate-in-history counts) ──► S
+    x0 = [E, dense, S, pairwise dots of E (DLRM)]           B x N0
+         ├── GroupTowers (user / item / context over E, dense) ─► B x G x T (+ their dots)
+         ├── CrossNet (DCN-v2) ─────────────────────────────────► B x N0
+         └── deep MLP ──────────────────────────────────────────► B x H
+    OverArch([cross, deep, towers, tower dots]) ──► one click logit per row
 
 ``forward`` is pure (model tensors in, logits ``B`` out); the loss lives in
 :class:`TeacherTrainTask`. :class:`TeacherInputs` says which tensors the model reads; it is
@@ -29,9 +30,10 @@ from recdistill.data.batch import ModelBatch
 from recdistill.data.schema import GROUPS, Schema
 from recdistill.errors import DataError
 from recdistill.modules.crossnet import CrossNet
+from recdistill.modules.interaction import SequenceMatch, pairwise_dots
 from recdistill.modules.mlp import MLP
 from recdistill.modules.sparse import SparseArch, SparseFeature
-from recdistill.modules.towers import GroupTowers, pairwise_dots
+from recdistill.modules.towers import GroupTowers
 
 
 class PreprocessorLike(Protocol):
@@ -175,6 +177,7 @@ class Teacher(nn.Module):
         D = cfg.embedding_dim
         scale = cfg.width_scale(member)
         self.sparse = SparseArch(inputs.sparse, D)
+        self.sequence = SequenceMatch(inputs.sparse)
         groups = {
             g: (
                 [i for i, f in enumerate(inputs.sparse) if f.group == g],
@@ -183,7 +186,8 @@ class Teacher(nn.Module):
             for g in GROUPS
         }
         self.towers = GroupTowers(groups, D, _scaled(cfg.tower_dims, scale), dropout=cfg.dropout)
-        n0 = len(inputs.sparse) * D + inputs.dense_dim
+        F = len(inputs.sparse)
+        n0 = F * D + inputs.dense_dim + self.sequence.out_dim + F * (F - 1) // 2
         self.cross = CrossNet(n0, cfg.cross_layers, cfg.cross_low_rank) if cfg.cross_layers > 0 else None
         self.deep = MLP(n0, _scaled(cfg.deep_dims, scale), dropout=cfg.dropout)
         G = self.towers.num_towers
@@ -199,7 +203,7 @@ class Teacher(nn.Module):
         """FP32 ``B x N``, INT64 ``B x C``, INT64 ``B x M x L`` -> FP32 logits ``B``."""
         emb = self.sparse(ids, multi)  # B x F x D
         B = emb.shape[0]
-        x0 = torch.cat([emb.reshape(B, -1), dense], dim=1)  # B x N0
+        x0 = torch.cat([emb.reshape(B, -1), dense, self.sequence(ids, multi), pairwise_dots(emb)], dim=1)
         towers = self.towers(emb, dense)  # B x G x T
         arms = [self.deep(x0), towers.reshape(B, -1), pairwise_dots(towers)]
         if self.cross is not None:

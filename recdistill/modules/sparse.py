@@ -78,7 +78,7 @@ def padded_to_kjt(ids: torch.Tensor, multi: torch.Tensor, keys: list[str]) -> Ke
     """
     B, C = ids.shape
     cat_values = ids.t().reshape(-1)  # C*B, feature-major as a KJT expects
-    cat_lengths = torch.ones(C * B, dtype=torch.int64)
+    cat_lengths = torch.ones(C * B, dtype=torch.int64, device=ids.device)
     m = multi.transpose(0, 1)  # M x B x L
     mask = m != 0
     values = torch.cat([cat_values, m[mask]])

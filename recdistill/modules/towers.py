@@ -56,14 +56,3 @@ class GroupTowers(nn.Module):
             x = torch.cat([emb.index_select(1, feats).reshape(B, -1), dense.index_select(1, cols)], dim=1)
             outs.append(self.towers[g](x))
         return torch.stack(outs, dim=1)
-
-
-def pairwise_dots(towers: torch.Tensor) -> torch.Tensor:
-    """Dot products of every pair of tower embeddings: ``B x G x T`` -> ``B x G(G-1)/2``.
-
-    The user-item dot product is the two-tower signal a ranker most needs.
-    """
-    G = towers.shape[1]
-    gram = torch.bmm(towers, towers.transpose(1, 2))  # B x G x G
-    i, j = torch.triu_indices(G, G, offset=1)
-    return gram[:, i, j]

@@ -95,7 +95,11 @@ def load_noop(spec: PredictorSpec) -> Predictor:
 # -- the registry ---------------------------------------------------------------------------------
 PREDICTOR_KINDS: dict[str, PredictorKind] = {
     "noop": PredictorKind("recdistill.serving.predictors:load_noop", options=("value",)),
-    # "mlp_onnx": PredictorKind("recdistill.serving.predictor_onnx:load", files=("model.onnx",)),
+    "mlp_onnx": PredictorKind(
+        "recdistill.serving.predictors_mlp:load",
+        files=("model.onnx", "preprocess/preprocessor.json"),
+        options=("intra_op_threads",),
+    ),
     # "gbdt":     PredictorKind("recdistill.serving.predictor_gbdt:load", files=("model.so",)),
     # "teacher":  PredictorKind("recdistill.serving.predictor_teacher:load", files=("teacher.pt",)),
 }

@@ -22,6 +22,7 @@ import copy
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from recdistill.data.batch import ModelBatch, Targets
 from recdistill.data.preprocess import Preprocessor
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import atomic_path, atomic_write_json
-from recdistill.losses import DistillTargets, build_loss
+from recdistill.losses import DistillTargets, WeightedSum, build_loss
 from recdistill.metrics import auc, logloss
 from recdistill.models.student_mlp import (
     CHECKPOINT_FILE,
@@ -132,6 +133,88 @@ def evaluate(
     return out
 
 
+@dataclass(frozen=True)
+class _TrainSet:
+    """Every training row: features from one or two sources, and aligned targets ``[N]``."""
+
+    rows: _Rows
+    labels: np.ndarray  # FP32, NaN for transfer rows
+    teacher: np.ndarray  # FP32 teacher logits (zeros for the hard twin)
+    groups: np.ndarray  # INT64 request codes, unique across sources
+    whole_requests: bool  # batches keep requests whole (listwise term on, request ids known)
+    n_transfer: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _training_set(
+    train: Split,
+    transfer: Split | None,
+    soft: Mapping[str, np.ndarray] | None,
+    cfg: MlpStudentConfig,
+    loss_cfg: DistillLossConfig,
+    inputs: StudentInputs,
+) -> _TrainSet:
+    kd = loss_cfg.kind == "kd"
+    t_train = _soft(soft, "train", len(train[0]), required=kd)
+    parts, labels, groups = [train[0]], [train[1].label], [train[1].request_id]
+    teacher = [t_train if t_train is not None else np.zeros(len(train[0]), np.float32)]
+    n_transfer = 0
+    if kd and cfg.use_transfer and transfer is not None and len(transfer[0]) > 0:
+        inputs.check_batch(transfer[0], "transfer")
+        t_transfer = _soft(soft, "transfer", len(transfer[0]), required=True)
+        assert t_transfer is not None
+        n_transfer = len(transfer[0])
+        parts.append(transfer[0])
+        labels.append(np.full(n_transfer, np.nan, np.float32))  # soft terms only
+        teacher.append(t_transfer)
+        groups.append(transfer[1].request_id)
+    request_ids = np.concatenate(groups)
+    source = np.concatenate([np.full(len(p), k, np.int64) for k, p in enumerate(parts)])
+    codes = np.unique(np.stack([source, request_ids], 1), axis=0, return_inverse=True)[1]
+    return _TrainSet(
+        rows=_Rows(parts),
+        labels=np.concatenate(labels).astype(np.float32),
+        teacher=np.concatenate(teacher).astype(np.float32),
+        groups=codes.reshape(-1).astype(np.int64),
+        whole_requests=loss_cfg.listwise > 0 and bool((request_ids >= 0).any()),
+        n_transfer=n_transfer,
+    )
+
+
+def _run_epoch(
+    model: StudentMLP, opt: torch.optim.Optimizer, objective: WeightedSum, ts: _TrainSet,
+    batches: list[np.ndarray], *, desc: str, progress: bool,
+) -> float:  # fmt: skip
+    """One pass over ``batches``; returns the mean training loss."""
+    model.train()
+    loss_sum, steps = 0.0, 0
+    with tqdm(total=len(ts), desc=desc, unit="samples", disable=not progress, leave=False) as bar:
+        for idx in batches:
+            o = ts.rows.order(idx)  # source by source, the order take() returns rows in
+            targets = DistillTargets(
+                torch.from_numpy(ts.labels[o]),
+                torch.from_numpy(ts.teacher[o]),
+                torch.from_numpy(ts.groups[o]),
+            )
+            loss = objective(model(*ts.rows.take(o)), targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach())
+            steps += 1
+            bar.update(len(idx))
+            if steps % 10 == 0:
+                bar.set_postfix(loss=f"{loss_sum / steps:.4f}", refresh=False)
+    return loss_sum / max(steps, 1)
+
+
+def _better(new: float, best: float, min_delta: float) -> bool:
+    """Early-stopping test on validation AUC; a NaN best (one-class validation) is always replaced."""
+    return math.isnan(best) or (not math.isnan(new) and new > best + min_delta)
+
+
 def train_mlp(
     *,
     pre: Preprocessor,
@@ -148,120 +231,78 @@ def train_mlp(
 
     ``soft`` maps a split name (``train``, ``valid``, ``transfer``) to teacher logits FP32 ``[N]``
     aligned with that split (see :func:`recdistill.students.soft_labels.load_soft_labels`);
-    ``train`` is required for ``kind="kd"``, ``valid`` is optional (fidelity metrics).
+    ``train`` is required for ``kind="kd"`` (and ``transfer`` when transfer rows are used),
+    ``valid`` is optional (fidelity metrics). The hard twin ignores ``transfer``.
     """
     torch.set_num_threads(cfg.num_threads)
     rng = np.random.default_rng(cfg.seed)
     model = build_student(pre, cfg)
-    inputs = model.inputs
-    kd = loss_cfg.kind == "kd"
+    model.inputs.check_batch(train[0], "train")
+    model.inputs.check_batch(valid[0], "valid")
     objective = build_loss(loss_cfg)
-    inputs.check_batch(train[0], "train")
-    inputs.check_batch(valid[0], "valid")
-
-    parts, labels, teacher, groups = [train[0]], [train[1].label], [], [train[1].request_id]
-    t_train = _soft(soft, "train", len(train[0]), required=kd)
-    teacher.append(t_train if t_train is not None else np.zeros(len(train[0]), np.float32))
-    use_transfer = kd and cfg.use_transfer and transfer is not None and len(transfer[0]) > 0
-    if use_transfer:
-        assert transfer is not None
-        inputs.check_batch(transfer[0], "transfer")
-        t_transfer = _soft(soft, "transfer", len(transfer[0]), required=True)
-        assert t_transfer is not None
-        parts.append(transfer[0])
-        labels.append(np.full(len(transfer[0]), np.nan, np.float32))  # soft terms only
-        teacher.append(t_transfer)
-        groups.append(transfer[1].request_id)
-    rows = _Rows(parts)
-    y_all = np.concatenate(labels).astype(np.float32)
-    t_all = np.concatenate(teacher).astype(np.float32)
-    # request codes unique across sources (a transfer request id may repeat a training one)
-    source = np.concatenate([np.full(len(p), k, np.int64) for k, p in enumerate(parts)])
-    g_all = np.unique(np.stack([source, np.concatenate(groups)], 1), axis=0, return_inverse=True)[1]
-    g_all = g_all.reshape(-1).astype(np.int64)
-    whole_requests = loss_cfg.listwise > 0 and bool((np.concatenate(groups) >= 0).any())
-    n_rows = len(y_all)
+    ts = _training_set(train, transfer, soft, cfg, loss_cfg, model.inputs)
     t_valid = _soft(soft, "valid", len(valid[0]), required=False)
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    stale, train_seconds, seen = 0, 0.0, 0
+    best_state: dict[str, torch.Tensor] = {}
+    stale, train_seconds = 0, 0.0
     for epoch in range(cfg.epochs):
-        model.train()
-        batches = epoch_batches(n_rows, cfg.batch_size, rng, g_all if whole_requests else None)
+        batches = epoch_batches(len(ts), cfg.batch_size, rng, ts.groups if ts.whole_requests else None)
         t0 = time.perf_counter()
-        loss_sum, steps = 0.0, 0
-        with tqdm(
-            total=n_rows, desc=f"mlp epoch {epoch}", unit="samples", disable=not progress, leave=False
-        ) as bar:
-            for idx in batches:
-                o = rows.order(idx)  # source by source, the order take() returns
-                dense, ids, multi = rows.take(o)
-                targets = DistillTargets(
-                    torch.from_numpy(y_all[o]), torch.from_numpy(t_all[o]), torch.from_numpy(g_all[o])
-                )
-                loss = objective(model(dense, ids, multi), targets)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += float(loss.detach())
-                steps += 1
-                bar.update(len(idx))
-                if steps % 10 == 0:
-                    bar.set_postfix(loss=f"{loss_sum / steps:.4f}", refresh=False)
+        train_loss = _run_epoch(
+            model, opt, objective, ts, batches, desc=f"mlp epoch {epoch}", progress=progress
+        )
         secs = time.perf_counter() - t0
         train_seconds += secs
-        seen += n_rows
         val = evaluate(model, valid, t_valid, cfg.eval_batch_size)
-        record = {
-            "epoch": epoch,
-            "train_loss": loss_sum / max(steps, 1),
-            "samples_per_s": n_rows / secs,
-            **val,
-        }
+        record = {"epoch": epoch, "train_loss": train_loss, "samples_per_s": len(ts) / secs, **val}
         history.append(record)
         if progress:
             print(
-                f"mlp epoch {epoch}: loss {record['train_loss']:.4f}  valid auc {val['auc']:.4f}  "
+                f"mlp epoch {epoch}: loss {train_loss:.4f}  valid auc {val['auc']:.4f}  "
                 f"logloss {val['logloss']:.4f}  {record['samples_per_s']:,.0f} samples/s",
                 flush=True,
             )
-        improved = best is None or (not math.isnan(val["auc"]) and val["auc"] > best["auc"] + cfg.min_delta)
-        if improved or best is None or math.isnan(best["auc"]):
+        if best is None or _better(val["auc"], best["auc"], cfg.min_delta):
             best, best_state, stale = record, copy.deepcopy(model.state_dict()), 0
         else:
             stale += 1
             if stale >= cfg.patience:
                 break
-    assert best is not None and best_state is not None
+    assert best is not None
     model.load_state_dict(best_state)
     model.eval()
 
-    fingerprint = preprocess_fingerprint(pre)
     metrics: dict[str, Any] = {
         "objective": str(objective),
         "loss_kind": loss_cfg.kind,
         "params": count_parameters(model),
-        "rows": {
-            "train": len(train[0]),
-            "transfer": len(parts[1]) if use_transfer else 0,
-            "valid": len(valid[0]),
-        },
-        "whole_request_batches": whole_requests,
+        "rows": {"train": len(train[0]), "transfer": ts.n_transfer, "valid": len(valid[0])},
+        "whole_request_batches": ts.whole_requests,
         "epochs_run": len(history),
         "best_epoch": best["epoch"],
         "valid": {k: v for k, v in best.items() if k not in ("epoch", "train_loss", "samples_per_s")},
         "train_seconds": train_seconds,
-        "samples_per_s": seen / train_seconds if train_seconds else 0.0,
+        "samples_per_s": len(ts) * len(history) / train_seconds if train_seconds else 0.0,
         "history": history,
     }
+    _write_student(Path(out_dir), model, pre, cfg, loss_cfg, metrics)
+    return metrics
+
+
+def _write_student(
+    out_dir: Path, model: StudentMLP, pre: Preprocessor, cfg: MlpStudentConfig,
+    loss_cfg: DistillLossConfig, metrics: dict[str, Any],
+) -> None:  # fmt: skip
+    """``model.pt``, ``config.json`` and ``metrics.json``, renamed into ``out_dir`` together."""
+    fingerprint = preprocess_fingerprint(pre)
     config = {
         "student_mlp": to_mapping(cfg),
         "distill": to_mapping(loss_cfg),
-        "objective": str(objective),
-        "inputs": inputs.to_dict(),
+        "objective": metrics["objective"],
+        "inputs": model.inputs.to_dict(),
         "preprocess_fingerprint": fingerprint,
     }
     ckpt = checkpoint_dict(model, embedding_dim=cfg.embedding_dim, hidden=cfg.hidden, fingerprint=fingerprint)
@@ -270,4 +311,3 @@ def train_mlp(
         torch.save(ckpt, tmp / CHECKPOINT_FILE)
         atomic_write_json(tmp / "config.json", config)
         atomic_write_json(tmp / "metrics.json", metrics)
-    return metrics

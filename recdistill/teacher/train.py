@@ -246,7 +246,7 @@ def _train(
             leave=False,
         )
         t0 = time.perf_counter()
-        loss_sum, ema = 0.0, None
+        loss_sum = torch.zeros((), device=ctx.device)  # summed on the device: no sync per step
         for i, rows in enumerate(batches):
             set_learning_rates(opt, cfg, lr_factor(cfg, state["step"], total_steps))
             mine = rows[ctx.rank * local_b : (ctx.rank + 1) * local_b]
@@ -257,12 +257,10 @@ def _train(
             loss.backward()
             opt.step()
             state["step"] += 1
-            lv = float(loss.detach())
-            loss_sum += lv
-            ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+            loss_sum += loss.detach()
             if bar.disable is False and (i % 10 == 0 or i == steps_per_epoch - 1):
                 rate = (i + 1) * cfg.batch_size / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{ema:.4f}", samples_s=f"{rate:,.0f}")
+                bar.set_postfix(loss=f"{float(loss_sum) / (i + 1):.4f}", samples_s=f"{rate:,.0f}")
             bar.update(1)
             if on_step is not None:
                 on_step(epoch, i)
@@ -270,7 +268,7 @@ def _train(
         dt = time.perf_counter() - t0
         t_train += dt
         rows_trained += steps_per_epoch * cfg.batch_size
-        train_loss = torch.tensor([loss_sum / steps_per_epoch])
+        train_loss = (loss_sum / steps_per_epoch).reshape(1)
         dist.all_reduce(train_loss)
         record: dict[str, float] = {
             "epoch": epoch,

@@ -35,7 +35,7 @@ from recdistill.data.batch import RawBatch
 from recdistill.errors import ServingError
 from recdistill.io_utils import atomic_write_text
 from recdistill.serving.contract import to_wire
-from recdistill.serving.loadtest.runner import measure_closed_loop
+from recdistill.serving.loadtest.runner import measure_closed_loop, measure_open_loop
 from recdistill.serving.loadtest.wire import encode_pool
 
 PERF_ANALYZER = "perf_analyzer"
@@ -113,9 +113,10 @@ def write_input_data(path: Path, batches: Sequence[RawBatch]) -> Path:
 
 @dataclass(frozen=True)
 class PerfAnalyzerPoint:
-    """perf_analyzer's report at one concurrency (latencies in ms; ``rps`` = requests/s)."""
+    """perf_analyzer's report at one concurrency or rate (latencies in ms; ``rps`` = requests/s)."""
 
-    concurrency: int
+    concurrency: int | None
+    rate: float | None
     batch: int
     rps: float
     p50_ms: float
@@ -131,7 +132,8 @@ def run_perf_analyzer(
     url: str,
     model: str,
     *,
-    concurrency: int,
+    concurrency: int | None = None,
+    rate: float | None = None,
     batch: int,
     input_data: Path,
     workdir: Path,
@@ -140,18 +142,27 @@ def run_perf_analyzer(
     stability_pct: int = 20,
     timeout_s: float = 180.0,
 ) -> PerfAnalyzerPoint:
-    """One ``perf_analyzer`` run over gRPC at ``concurrency`` with ``batch`` rows per request."""
+    """One ``perf_analyzer`` run over gRPC with ``batch`` rows per request: closed loop at
+    ``concurrency``, or Poisson arrivals at ``rate`` requests/s (exactly one of the two)."""
+    if (concurrency is None) == (rate is None):
+        raise ValueError("give exactly one of concurrency and rate")
     binary = find_perf_analyzer()
     check_runnable(binary)
     workdir.mkdir(parents=True, exist_ok=True)
-    report = workdir / f"perf_analyzer_c{concurrency}.csv"
+    if rate is not None:
+        tag = f"r{rate:g}"
+        load = ["--request-rate-range", f"{rate:g}:{rate:g}", "--request-distribution", "poisson"]
+    else:
+        tag = f"c{concurrency}"
+        load = ["--concurrency-range", f"{concurrency}:{concurrency}"]
+    report = workdir / f"perf_analyzer_{tag}.csv"
     cmd = [
         str(binary),
         "-m", model,
         "-u", url,
         "-i", "grpc",
         "-b", str(batch),
-        "--concurrency-range", f"{concurrency}:{concurrency}",
+        *load,
         "--input-data", str(input_data),
         "--measurement-mode", "time_windows",
         "-p", str(measurement_ms),
@@ -163,11 +174,11 @@ def run_perf_analyzer(
         proc = subprocess.run(cmd, capture_output=True, text=True, env=perf_analyzer_env(), timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise ServingError(f"perf_analyzer did not finish in {timeout_s:.0f} s: {' '.join(cmd)}") from None
-    (workdir / f"perf_analyzer_c{concurrency}.log").write_text(proc.stdout + proc.stderr)
+    (workdir / f"perf_analyzer_{tag}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0 or not report.exists():
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise ServingError(f"perf_analyzer failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
-    return parse_report(report, concurrency=concurrency, batch=batch)
+    return parse_report(report, concurrency=concurrency, rate=rate, batch=batch)
 
 
 _AVG_PARTS = (  # perf_analyzer's average latency is the sum of these columns
@@ -181,7 +192,7 @@ _AVG_PARTS = (  # perf_analyzer's average latency is the sum of these columns
 )
 
 
-def parse_report(path: Path, *, concurrency: int, batch: int) -> PerfAnalyzerPoint:
+def parse_report(path: Path, *, concurrency: int | None, rate: float | None, batch: int) -> PerfAnalyzerPoint:
     """Read perf_analyzer's ``-f`` CSV (latencies in microseconds, throughput in inferences/s)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -196,6 +207,7 @@ def parse_report(path: Path, *, concurrency: int, batch: int) -> PerfAnalyzerPoi
 
     return PerfAnalyzerPoint(
         concurrency=concurrency,
+        rate=rate,
         batch=batch,
         rps=float(row["Inferences/Second"]) / batch,
         p50_ms=us("p50 latency"),
@@ -210,10 +222,13 @@ def parse_report(path: Path, *, concurrency: int, batch: int) -> PerfAnalyzerPoi
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """Our closed loop and perf_analyzer at the same concurrency and batch (medians over
-    ``repeats`` interleaved pairs of runs; ``samples`` holds each pair); ratios are ours / theirs."""
+    """Our generator and perf_analyzer at the same load (closed loop at ``concurrency``, or open
+    loop at ``rate``) and batch: medians over ``repeats`` interleaved pairs of runs (``samples``
+    holds each pair); ratios are ours / theirs. In open loop perf_analyzer times a request from
+    its actual send, ours from its scheduled start (equal unless a client falls behind)."""
 
-    concurrency: int
+    concurrency: int | None
+    rate: float | None
     batch: int
     ours_p50_ms: float
     ours_p99_ms: float
@@ -221,6 +236,8 @@ class ComparisonRow:
     pa_p50_ms: float
     pa_p99_ms: float
     pa_rps: float
+    ours_service_p50_ms: float  # ours from the actual send (like perf_analyzer), not the schedule
+    ours_service_p99_ms: float
     repeats: int = 1
     samples: tuple[dict[str, float], ...] = ()
 
@@ -244,15 +261,16 @@ def compare_with_perf_analyzer(
     model: str,
     batches: Sequence[RawBatch],
     *,
-    concurrencies: Sequence[int],
+    concurrencies: Sequence[int] = (),
+    rates: Sequence[float] = (),
     config: LoadTestConfig,
     workdir: Path,
     repeats: int = 1,
     stability_pct: int = 50,
     max_trials: int = 10,
 ) -> list[ComparisonRow]:
-    """Run our closed loop and perf_analyzer alternately, ``repeats`` times at each concurrency,
-    and return the medians (interleaving spreads slow drifts of a shared machine over both tools).
+    """Run our generator and perf_analyzer alternately, ``repeats`` times at each concurrency
+    (closed loop) and each rate (open loop), and return the medians (interleaving spreads slow drifts of a shared machine over both tools).
 
     perf_analyzer measures windows of ``config.duration_s`` until three in a row agree within
     ``stability_pct`` percent (at most ``max_trials`` windows); on a busy shared machine the
@@ -267,18 +285,26 @@ def compare_with_perf_analyzer(
     requests = encode_pool(model, batches)
     batch = len(batches[0])
     rows = []
-    for c in concurrencies:
+    loads: list[tuple[int | None, float | None]] = [(c, None) for c in concurrencies]
+    loads += [(None, r) for r in rates]
+    for c, rate in loads:
         samples: list[dict[str, float]] = []
-        for _ in range(repeats):
-            ours = measure_closed_loop(url, model, requests, concurrency=c, config=config).result
+        for k in range(repeats):
+            if rate is not None:
+                m = measure_open_loop(url, model, requests, rate=rate, config=config, seed=config.seed + k)
+            else:
+                assert c is not None
+                m = measure_closed_loop(url, model, requests, concurrency=c, config=config)
+            ours = m.result
             if ours.status != "ok" or ours.ok == 0:
                 raise ServingError(
-                    f"closed loop at concurrency {c} failed: {ours.abort_reason or ours.error_messages}"
+                    f"our run {ours.run_id} failed: {ours.abort_reason or ours.error_messages}"
                 )
             pa = run_perf_analyzer(
                 url,
                 model,
                 concurrency=c,
+                rate=rate,
                 batch=batch,
                 input_data=input_data,
                 workdir=workdir,
@@ -294,8 +320,10 @@ def compare_with_perf_analyzer(
                     "pa_p50_ms": pa.p50_ms,
                     "pa_p99_ms": pa.p99_ms,
                     "pa_rps": pa.rps,
+                    "ours_service_p50_ms": ours.service_ms.p50,
+                    "ours_service_p99_ms": ours.service_ms.p99,
                 }
             )
         med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
-        rows.append(ComparisonRow(c, batch, repeats=repeats, samples=tuple(samples), **med))
+        rows.append(ComparisonRow(c, rate, batch, repeats=repeats, samples=tuple(samples), **med))
     return rows

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 
 from recdistill.io_utils import atomic_path
 from recdistill.serving.loadtest.slo import SloVerdict
@@ -38,7 +39,7 @@ def plot_latency(
             ax_h.stairs(counts, edges, fill=True, alpha=0.7)
             ax_c.plot(x, np.arange(1, x.size + 1) / x.size, lw=1.5)
             for ax in (ax_h, ax_c):
-                ax.set_xscale("log")
+                _log_x(ax)
                 for q, name, style in (
                     (summary.p50, "p50", ":"),
                     (summary.p99, "p99", "--"),
@@ -83,6 +84,14 @@ def plot_capacity(path: Path, steps: Sequence[SloVerdict], *, title: str, p99_ta
         return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def _log_x(ax: plt.Axes) -> None:
+    """Log x axis labelled 1, 2, 5, 10, 20, ... (plain numbers, no overlapping minor labels)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

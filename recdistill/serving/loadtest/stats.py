@@ -145,6 +145,7 @@ class RunResult:
     reachable: bool
     latency_ms: LatencySummary
     send_lag_ms: LatencySummary  # actual send - scheduled start (open loop: client lateness)
+    service_ms: LatencySummary  # reply - actual send, successful requests (what perf_analyzer reports)
     error_messages: dict[str, int] = field(default_factory=dict)
     status: str = "ok"  # "ok" | "aborted"
     abort_reason: str | None = None
@@ -170,6 +171,8 @@ class RunResult:
         for name in ("p50", "p90", "p95", "p99", "p999", "max", "mean"):
             row[f"{name}_ms"] = getattr(self.latency_ms, name)
         row["send_lag_p99_ms"] = self.send_lag_ms.p99
+        row["service_p50_ms"] = self.service_ms.p50
+        row["service_p99_ms"] = self.service_ms.p99
         srv = (self.server or {}).get("per_request_ms", {})
         for part in ("queue", "compute_input", "compute_infer", "compute_output"):
             row[f"server_{part}_ms"] = srv.get(part)
@@ -208,6 +211,8 @@ CSV_FIELDS: tuple[str, ...] = (
     "max_ms",
     "mean_ms",
     "send_lag_p99_ms",
+    "service_p50_ms",
+    "service_p99_ms",
     "server_queue_ms",
     "server_compute_input_ms",
     "server_compute_infer_ms",
@@ -245,6 +250,7 @@ def summarize(
         "reachable": bool(len(log) > 0 and achieved >= min_achieved_fraction * offered),
         "latency_ms": LatencySummary.of(lat_ms),
         "send_lag_ms": LatencySummary.of(lag_ms),
+        "service_ms": LatencySummary.of((t_done[ok] - t_sent[ok]) * 1e3),
         "error_messages": dict(log.messages),
     }
 
@@ -267,11 +273,12 @@ def results_csv_text(results: Iterable[RunResult]) -> str:
 
 
 def request_log_csv_text(log: RequestLog, t0: float) -> str:
-    """One row per request: scheduled offset (s), latency (ms, empty if dropped), send lag (ms), outcome."""
+    """One row per request, by scheduled start: offset (s), latency (ms, empty if dropped), send lag (ms), outcome."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["t_sched_s", "latency_ms", "send_lag_ms", "outcome"])
-    for s, sent, done, o in zip(log.t_sched, log.t_sent, log.t_done, log.outcome, strict=True):
+    rows = sorted(zip(log.t_sched, log.t_sent, log.t_done, log.outcome, strict=True))
+    for s, sent, done, o in rows:
         lat = "" if o == DROPPED else f"{(done - s) * 1e3:.4f}"
         lag = "" if o == DROPPED else f"{(sent - s) * 1e3:.4f}"
         w.writerow([f"{s - t0:.6f}", lat, lag, OUTCOME_NAMES[o]])
