@@ -106,3 +106,24 @@ def test_load_errors(tmp_path: Path, tiny_data: Path, tiny_schema: Schema) -> No
     np.save(tmp_path / "p" / "vocab" / "item_id.npy", np.zeros(3, dtype=np.int32))
     with pytest.raises(ArtefactError, match=r"item_id.npy: expected int64"):
         Preprocessor.load(tmp_path / "p")
+
+
+def test_student_only_transform_skips_teacher_only_ids(tiny_data: Path, tiny_schema: Schema) -> None:
+    schema = tiny_schema.with_teacher_only(["hist", "item_cat"])
+    pre = Preprocessor.fit(tiny_data / "train.parquet", schema)
+    raw = raw_batch_from_frame(pl.read_parquet(tiny_data / "test.parquet"), schema)
+    full = pre.transform(raw)
+    student = pre.transform(raw, student_only=True)
+    np.testing.assert_array_equal(student.ids[:, [0, 1]], full.ids[:, [0, 1]])
+    assert (student.ids[:, 2] == PAD_ROW).all() and (student.multi == PAD_ROW).all()
+    np.testing.assert_array_equal(student.dense, full.dense)
+
+
+def test_lookup_table_and_sorted_search_agree(tiny_data: Path, tiny_schema: Schema) -> None:
+    pre = Preprocessor.fit(tiny_data / "train.parquet", tiny_schema)
+    x = np.array([-1, 0, 1, 5, 29, 30, 10**9, 2**62], dtype=np.int64)
+    fast = pre._lookup(tiny_schema.feature("item_id"), x)
+    pre._luts["item_id"] = None  # force the searchsorted path
+    slow = pre._lookup(tiny_schema.feature("item_id"), x)
+    np.testing.assert_array_equal(fast, slow)
+    assert fast[0] == PAD_ROW and fast[-1] == OOV_ROW and fast[-2] == OOV_ROW

@@ -33,6 +33,8 @@ from recdistill.io_utils import atomic_path
 
 PREPROCESSOR_FILE = "preprocessor.json"
 ARTEFACT_VERSION = 1
+# vocabularies whose largest id is below this get a direct lookup table (int64, <= 32 MiB)
+_LUT_MAX_ID = 1 << 22
 _MIX_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_MUL2 = np.uint64(0x94D049BB133111EB)
 
@@ -73,6 +75,8 @@ class Preprocessor:
         self._std = np.array([dense_stats[f.name].std for f in dense], dtype=np.float32)
         self._log1p = np.array([f.transform == "log1p" for f in dense], dtype=bool)
         self._indicator_cols = [j for j, f in enumerate(dense) if dense_stats[f.name].has_missing]
+        self._luts = {name: _lookup_table(v) for name, v in vocabs.items()}
+        self._dense, self._categorical, self._multi = dense, schema.categorical, schema.multi
 
     # -- shape facts models need ------------------------------------------------------------
     @property
@@ -106,13 +110,16 @@ class Preprocessor:
         return [j for j, f in enumerate(feats) if not (student and f.teacher_only)]
 
     # -- transform ----------------------------------------------------------------------------
-    def transform(self, raw: RawBatch) -> ModelBatch:
-        """Raw request tensors -> model tensors (numpy only; used by training and serving)."""
-        s = self.schema
+    def transform(self, raw: RawBatch, *, student_only: bool = False) -> ModelBatch:
+        """Raw request tensors -> model tensors (numpy only; used by training and serving).
+
+        ``student_only`` skips the lookups of ``teacher_only`` id features (their columns come
+        back as padding rows), which a served student never reads: same output for the student.
+        """
         n = len(raw)
-        _check_shape("dense", raw.dense, (n, len(s.dense)))
-        _check_shape("ids", raw.ids, (n, len(s.categorical)))
-        _check_shape("multi", raw.multi, (n, len(s.multi), self.max_len))
+        _check_shape("dense", raw.dense, (n, len(self._dense)))
+        _check_shape("ids", raw.ids, (n, len(self._categorical)))
+        _check_shape("multi", raw.multi, (n, len(self._multi), self.max_len))
         x = raw.dense.astype(np.float32, copy=True)
         missing = np.isnan(x)
         if np.isinf(x).any():
@@ -122,11 +129,11 @@ class Preprocessor:
         x[missing] = 0.0
         dense = np.concatenate([x, missing[:, self._indicator_cols].astype(np.float32)], axis=1)
         ids = np.empty_like(raw.ids)
-        for j, f in enumerate(s.categorical):
-            ids[:, j] = self._lookup(f, raw.ids[:, j])
+        for j, f in enumerate(self._categorical):
+            ids[:, j] = PAD_ROW if (student_only and f.teacher_only) else self._lookup(f, raw.ids[:, j])
         multi = np.empty_like(raw.multi)
-        for j, f in enumerate(s.multi):
-            multi[:, j, :] = self._lookup(f, raw.multi[:, j, :])
+        for j, f in enumerate(self._multi):
+            multi[:, j, :] = PAD_ROW if (student_only and f.teacher_only) else self._lookup(f, raw.multi[:, j, :])
         return ModelBatch(dense=np.ascontiguousarray(dense, dtype=np.float32), ids=ids, multi=multi)
 
     def _lookup(self, f: FeatureSpec, x: np.ndarray) -> np.ndarray:
@@ -138,6 +145,9 @@ class Preprocessor:
         table = f.vocab_from or f.name
         if table in self.hash_buckets:
             rows = 2 + (mix64(x) % np.uint64(self.hash_buckets[table])).astype(np.int64)
+        elif (lut := self._luts[table]) is not None:
+            # the last slot of the table is OOV; -1 and huge ids both land there via the uint view
+            rows = lut[np.minimum(x.view(np.uint64), np.uint64(lut.size - 1))]
         else:
             vocab = self.vocabs[table]
             if vocab.size == 0:
@@ -146,7 +156,7 @@ class Preprocessor:
                 pos = np.searchsorted(vocab, x)
                 pos_c = np.minimum(pos, vocab.size - 1)
                 rows = np.where(vocab[pos_c] == x, pos_c + 2, OOV_ROW)
-        return np.where(x == MISSING_ID, PAD_ROW, rows).astype(np.int64)
+        return np.where(x == MISSING_ID, PAD_ROW, rows).astype(np.int64, copy=False)
 
     # -- fit ------------------------------------------------------------------------------------
     @classmethod
@@ -204,6 +214,15 @@ class Preprocessor:
             vocabs[name] = v
         stats = {k: DenseStats(**v) for k, v in meta["dense_stats"].items()}
         return cls(schema, stats, vocabs, {k: int(v) for k, v in meta["hash_buckets"].items()})
+
+
+def _lookup_table(vocab: np.ndarray) -> np.ndarray | None:
+    """``lut[id]`` = embedding row (OOV_ROW for ids not in the vocabulary), for small id ranges."""
+    if vocab.size == 0 or int(vocab[-1]) >= _LUT_MAX_ID or int(vocab[0]) < 0:
+        return None
+    lut = np.full(int(vocab[-1]) + 2, OOV_ROW, dtype=np.int64)
+    lut[vocab] = np.arange(2, vocab.size + 2, dtype=np.int64)
+    return lut
 
 
 def _check_shape(name: str, a: np.ndarray, expected: tuple[int, ...]) -> None:
