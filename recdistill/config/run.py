@@ -7,6 +7,7 @@ from pathlib import Path
 
 from recdistill.config.data import DataConfig
 from recdistill.config.distill import DistillLossConfig
+from recdistill.config.loadtest import LoadTestConfig
 from recdistill.config.serving import ServingConfig
 from recdistill.config.students import MlpStudentConfig
 from recdistill.config.teacher import TeacherConfig
@@ -23,6 +24,7 @@ class RunConfig:
     student_mlp: MlpStudentConfig = field(default_factory=MlpStudentConfig)
     distill: DistillLossConfig = field(default_factory=DistillLossConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    loadtest: LoadTestConfig = field(default_factory=LoadTestConfig)
 
 
 def load_config(path: str | Path) -> RunConfig:

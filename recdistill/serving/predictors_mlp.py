@@ -71,7 +71,7 @@ class OnnxMlpPredictor:
         self._inputs = [i.name for i in self.session.get_inputs()]
 
     def predict(self, raw: RawBatch) -> F32:
-        mb = self.pre.transform(raw)
+        mb = self.pre.transform(raw, student_only=True)  # teacher_only columns are never read
         arrays = {"dense": mb.dense, "ids": mb.ids, "multi": mb.multi}
         (logit,) = self.session.run([OUTPUT_NAME], {name: arrays[name] for name in self._inputs})
         x = np.asarray(logit, dtype=np.float64).reshape(-1)
