@@ -39,7 +39,7 @@ def first_request(raw: RawBatch, targets: Targets, candidates: int) -> RawBatch:
     """The rows of the first request with at least ``candidates`` rows (else the first rows)."""
     rid = targets.request_id
     if (rid >= 0).any():
-        values, starts, counts = np.unique(rid, return_index=True, return_counts=True)
+        values, counts = np.unique(rid, return_counts=True)
         ok = np.flatnonzero(counts >= candidates)
         if ok.size:
             idx = np.flatnonzero(rid == values[ok[0]])[:candidates]
@@ -47,7 +47,9 @@ def first_request(raw: RawBatch, targets: Targets, candidates: int) -> RawBatch:
     return raw.slice(0, candidates)
 
 
-def inprocess_latency_ms(predict: Callable[[RawBatch], np.ndarray], request: RawBatch, *, repeats: int = 50) -> float:
+def inprocess_latency_ms(
+    predict: Callable[[RawBatch], np.ndarray], request: RawBatch, *, repeats: int = 50
+) -> float:
     """Median wall time of ``predict(request)`` after 5 warm-up calls."""
     for _ in range(5):
         predict(request)
@@ -59,8 +61,13 @@ def inprocess_latency_ms(predict: Callable[[RawBatch], np.ndarray], request: Raw
     return float(np.median(times) * 1e3)
 
 
-def predict_in_chunks(predict: Callable[[RawBatch], np.ndarray], raw: RawBatch, *, chunk: int = 8192) -> np.ndarray:
-    out = [np.asarray(predict(raw.slice(i, i + chunk)), dtype=np.float64).reshape(-1) for i in range(0, len(raw), chunk)]
+def predict_in_chunks(
+    predict: Callable[[RawBatch], np.ndarray], raw: RawBatch, *, chunk: int = 8192
+) -> np.ndarray:
+    out = [
+        np.asarray(predict(raw.slice(i, i + chunk)), dtype=np.float64).reshape(-1)
+        for i in range(0, len(raw), chunk)
+    ]
     return np.concatenate(out) if out else np.zeros(0)
 
 

@@ -418,12 +418,19 @@ def _soft_labels(data_dir: Path, out: Path, schema: Schema) -> None:
     )
 
 
-def test_distill_gbdt_command(tiny_data: Path, tiny_schema: Schema, tmp_path: Path, gbdt_kinds: None) -> None:
+def test_distill_gbdt_command(
+    tiny_data: Path, tiny_schema: Schema, tmp_path: Path, gbdt_kinds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import tiny_frame
+
     from recdistill.commands import distill_gbdt
 
     pre_dir = tmp_path / "pre"
     Preprocessor.fit(tiny_data / "train.parquet", tiny_schema).save(pre_dir)
     _soft_labels(tiny_data, tmp_path / "soft", tiny_schema)
+    tiny_frame(64, seed=9).with_columns(pl.lit(None, dtype=pl.Int8).alias("click")).write_parquet(
+        tiny_data / "transfer.parquet"
+    )
     (tmp_path / "c.yaml").write_text("gbdt:\n  min_data_in_leaf: 5\n  num_boost_round: 8\n  num_leaves: 4\n")
     parser = argparse.ArgumentParser()
     distill_gbdt.register(parser.add_subparsers())
@@ -432,8 +439,10 @@ def test_distill_gbdt_command(tiny_data: Path, tiny_schema: Schema, tmp_path: Pa
         ["distill-gbdt", *common, "--soft-labels", str(tmp_path / "soft"), "--out", str(tmp_path / "gbdt")]
     )
     assert args.func(args) == 0
+    assert "no soft labels" in capsys.readouterr().out  # the transfer split was not scored
     metrics = json.loads((tmp_path / "gbdt" / "metrics.json").read_text())
     assert metrics["teacher_hash"] == "abc123" and metrics["config"]["num_leaves"] == 4
+    assert metrics["transfer_rows"] == 0
     assert not any("secret" in n for n in metrics["feature_names"])
     args = parser.parse_args(
         ["distill-gbdt", *common, "--hard", "--out", str(tmp_path / "hard"), "--export", str(tmp_path / "v")]

@@ -18,7 +18,7 @@ from recdistill.data.raw import raw_batch_from_frame, targets_from_frame
 from recdistill.data.readers import read_frame
 from recdistill.data.schema import Schema
 from recdistill.data.splits import find_split, split_path
-from recdistill.errors import SchemaError
+from recdistill.errors import ConfigError, SchemaError
 
 CONFIG_SECTION = "gbdt"
 PARITY_ROWS = 2048
@@ -87,17 +87,25 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {}
     if not args.hard:
         if not args.soft_labels:
-            raise SchemaError(
+            raise ConfigError(
                 "--soft-labels is required unless --hard (the distilled student reads the teacher)"
             )
-        from recdistill.students.soft_labels import read_manifest
+        from recdistill.students.soft_labels import has_soft_labels, read_manifest
 
         teacher_hash = args.teacher_hash or read_manifest(args.soft_labels)["teacher_hash"]
         extra["teacher_hash"] = teacher_hash
         teacher_train = _teacher_probs(args.soft_labels, "train", train_t, schema, teacher_hash)
         teacher_valid = _teacher_probs(args.soft_labels, "valid", valid_t, schema, teacher_hash)
         transfer_path = find_split(args.data, "transfer")
-        if cfg.use_transfer and transfer_path is not None:
+        if (
+            cfg.use_transfer
+            and transfer_path is not None
+            and not has_soft_labels(args.soft_labels, "transfer")
+        ):
+            print(
+                f"note: {transfer_path} has no soft labels in {args.soft_labels}; training without transfer rows"
+            )
+        elif cfg.use_transfer and transfer_path is not None:
             tr_raw, tr_t = _read(transfer_path, schema)
             transfer = TransferRows(
                 tr_raw, tr_t, _teacher_probs(args.soft_labels, "transfer", tr_t, schema, teacher_hash)

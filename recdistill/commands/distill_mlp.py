@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from recdistill.config.distill import DistillLossConfig
 from recdistill.config.loader import from_mapping, load_yaml
@@ -27,7 +24,6 @@ from recdistill.errors import ArtefactError
 
 STUDENT_SECTION = "student_mlp"
 DISTILL_SECTION = "distill"
-PARITY_ROWS = 1000
 
 
 def register(sub: Any) -> None:
@@ -63,61 +59,22 @@ def load_student_configs(path: str | None, *, hard: bool) -> tuple[MlpStudentCon
 
 
 def run(args: argparse.Namespace) -> int:
-    from recdistill.data.preprocess import Preprocessor, load_split
-    from recdistill.data.raw import raw_batch_from_frame
-    from recdistill.data.readers import read_frame
-    from recdistill.data.splits import find_split, split_path
-    from recdistill.io_utils import file_sha256
-    from recdistill.students.soft_labels import has_soft_labels, load_soft_labels
-    from recdistill.students.train_mlp import train_mlp
+    from recdistill.students.distill_mlp import distill_mlp
 
     cfg, loss_cfg = load_student_configs(args.config, hard=args.hard)
-    kd = loss_cfg.kind == "kd"
-    if kd and not args.soft_labels:
+    if loss_cfg.kind == "kd" and not args.soft_labels:
         raise ArtefactError("distill-mlp: --soft-labels is required unless --hard (or distill.kind: hard)")
-    pre = Preprocessor.load(args.preprocess)
-    row_key = pre.schema.row_key
-    expected_hash = None
-    if args.teacher:
-        t = Path(args.teacher)
-        expected_hash = file_sha256(t / "model.pt" if t.is_dir() else t)
-
-    splits = {s: load_split(split_path(args.data, s), pre) for s in ("train", "valid")}
-    transfer_path = find_split(args.data, "transfer")
-    transfer = None
-    if kd and cfg.use_transfer and transfer_path is not None:
-        transfer = load_split(transfer_path, pre)
-    soft: dict[str, np.ndarray] = {}
-    if args.soft_labels:
-        named = {**splits, **({"transfer": transfer} if transfer is not None else {})}
-        for s, (_, targets) in named.items():
-            if s == "valid" and not has_soft_labels(args.soft_labels, s):
-                continue  # fidelity metrics only
-            soft[s] = load_soft_labels(
-                args.soft_labels, s, targets, expected_teacher_hash=expected_hash, row_key=row_key
-            )
-
-    metrics = train_mlp(
-        pre=pre,
-        train=splits["train"],
-        valid=splits["valid"],
-        soft=soft or None,
+    summary = distill_mlp(
+        data_dir=args.data,
+        preprocess_dir=args.preprocess,
+        soft_dir=args.soft_labels,
+        out_dir=args.out,
         cfg=cfg,
         loss_cfg=loss_cfg,
-        transfer=transfer,
-        out_dir=args.out,
+        teacher=args.teacher,
+        export_onnx=args.onnx,
         progress=not args.no_progress,
     )
-    summary = {k: metrics[k] for k in ("objective", "params", "rows", "epochs_run", "best_epoch", "valid")}
-    if args.onnx:
-        from recdistill.export.onnx_mlp import export_mlp_onnx, onnx_metadata
-        from recdistill.models.student_mlp import load_student
-
-        model, _ = load_student(args.out)
-        df = read_frame(split_path(args.data, "valid")).head(PARITY_ROWS)
-        raw = raw_batch_from_frame(df, pre.schema, source="valid")
-        path = export_mlp_onnx(model, pre, Path(args.out) / "model.onnx", sample=raw)
-        summary["onnx"] = {"path": str(path), **onnx_metadata(path)}
     summary["config"] = dataclasses.asdict(cfg)
     print(json.dumps(summary, indent=2, default=str))
     return 0

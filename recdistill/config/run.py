@@ -7,11 +7,12 @@ from pathlib import Path
 
 from recdistill.config.data import DataConfig
 from recdistill.config.distill import DistillLossConfig
+from recdistill.config.loader import from_mapping, load_yaml
 from recdistill.config.loadtest import LoadTestConfig
+from recdistill.config.report import ReportConfig
 from recdistill.config.serving import ServingConfig
 from recdistill.config.students import MlpStudentConfig
 from recdistill.config.teacher import TeacherConfig
-from recdistill.config.loader import from_mapping, load_yaml
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class RunConfig:
     distill: DistillLossConfig = field(default_factory=DistillLossConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     loadtest: LoadTestConfig = field(default_factory=LoadTestConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -63,6 +63,13 @@ class RunContext:
         configured = getattr(d, split)
         return Path(configured) if configured else None
 
+    def student_dir(self, name: str) -> Path:
+        return self.students_dir / name
+
+    def serving_dir(self, model_dir: Path) -> Path:
+        """The ready-to-serve version folder kept beside a trained model (copied into the repository)."""
+        return model_dir / "serving"
+
     def schema(self) -> Schema:
         d = self.cfg.data
         if d.source == "files" and d.format == "criteo" and d.schema is None:

@@ -9,7 +9,8 @@ from recdistill.config import to_mapping
 from recdistill.errors import ConfigError
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.manifest import Manifest, StageRecord, fingerprint
-from recdistill.pipeline.stages import STAGES, Stage, stage_names
+from recdistill.pipeline.registry import STAGES, stage_names
+from recdistill.pipeline.stages import Stage
 
 
 def run_pipeline(
@@ -39,9 +40,14 @@ def run_pipeline(
         else:
             print(f"{tag} {stage.description} ...", flush=True)
             manifest.forget(stage.name)
+            marker = ctx.run_dir / ".in_progress" / stage.name
+            resume = marker.exists() and marker.read_text() == fp and not forced
+            marker.parent.mkdir(exist_ok=True)
+            marker.write_text(fp)
             t0 = time.perf_counter()
-            metrics = stage.run(ctx)
+            metrics = stage.run(ctx, resume)
             seconds = time.perf_counter() - t0
+            marker.unlink()
             manifest.record(
                 stage.name,
                 StageRecord(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from recdistill.data.preprocess import Preprocessor
@@ -24,7 +25,8 @@ class Stage:
     description: str
     inputs: Callable[[RunContext], dict[str, str]]
     outputs: Callable[[RunContext], list[str]]
-    run: Callable[[RunContext], dict[str, Any]]
+    # run(ctx, resume): ``resume`` is True when the same inputs were started before and did not finish
+    run: Callable[[RunContext, bool], dict[str, Any]]
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -38,7 +40,7 @@ def _data_inputs(ctx: RunContext) -> dict[str, str]:
     return out
 
 
-def _data_run(ctx: RunContext) -> dict[str, Any]:
+def _data_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     d = ctx.cfg.data
     metrics: dict[str, Any] = {}
     if d.source == "generate":
@@ -52,6 +54,7 @@ def _data_run(ctx: RunContext) -> dict[str, Any]:
                 raise ConfigError(f"{ctx.config_path}: data.{split} is required for data.source=files")
         ctx.data_dir.mkdir(parents=True, exist_ok=True)
         ctx.schema().save(ctx.data_dir)
+        link_user_files(ctx)
     schema = ctx.schema()
     for split in SPLITS:
         path = ctx.split_path(split)
@@ -62,6 +65,24 @@ def _data_run(ctx: RunContext) -> dict[str, Any]:
     return metrics
 
 
+def link_user_files(ctx: RunContext) -> None:
+    """Symlink the user's split files into ``data/`` as ``<split><suffix>``, so every later stage
+    reads one data directory whatever the source (the files themselves are never copied)."""
+    for split in SPLITS:
+        for old in ctx.data_dir.glob(f"{split}.*"):
+            old.unlink()
+        src = getattr(ctx.cfg.data, split)
+        if src is None:
+            continue
+        src_path = Path(src).resolve()
+        suffix = (
+            ".tsv"
+            if ctx.cfg.data.format == "criteo"
+            else "".join(src_path.suffixes) or f".{ctx.cfg.data.format}"
+        )
+        (ctx.data_dir / f"{split}{suffix}").symlink_to(src_path)
+
+
 # -- preprocess -------------------------------------------------------------------------------------
 def _preprocess_inputs(ctx: RunContext) -> dict[str, str]:
     return {
@@ -70,7 +91,7 @@ def _preprocess_inputs(ctx: RunContext) -> dict[str, str]:
     }
 
 
-def _preprocess_run(ctx: RunContext) -> dict[str, Any]:
+def _preprocess_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     train = ctx.split_path("train")
     assert train is not None  # the data stage checked it
     pre = Preprocessor.fit(train, ctx.schema())
@@ -81,7 +102,7 @@ def _preprocess_run(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-STAGES: tuple[Stage, ...] = (
+DATA_STAGES: tuple[Stage, ...] = (
     Stage(
         "data",
         "generate (or read) click logs and validate them against the schema",
@@ -97,7 +118,3 @@ STAGES: tuple[Stage, ...] = (
         _preprocess_run,
     ),
 )
-
-
-def stage_names() -> list[str]:
-    return [s.name for s in STAGES]

@@ -101,7 +101,11 @@ PREDICTOR_KINDS: dict[str, PredictorKind] = {
         options=("intra_op_threads",),
     ),
     # "gbdt":     PredictorKind("recdistill.serving.predictor_gbdt:load", files=("model.so",)),
-    # "teacher":  PredictorKind("recdistill.serving.predictor_teacher:load", files=("teacher.pt",)),
+    "teacher_torch": PredictorKind(
+        "recdistill.serving.predictors_teacher:load",
+        files=("model.pt", "preprocess/preprocessor.json"),
+        options=("num_threads",),
+    ),
 }
 
 

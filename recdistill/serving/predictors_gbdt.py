@@ -166,6 +166,7 @@ def write_gbdt_version(
                     num_trees=built.num_trees,
                     toolchain=toolchain,
                     parallel_comp=built.parallel_comp,
+                    compiler_options=list(built.options),
                     lib_bytes=(tmp / LIB_FILE).stat().st_size,
                 )
             except CompilerUnavailableError as e:

@@ -1,0 +1,127 @@
+"""Pipeline stages that train models: the teacher, its soft labels, and the students."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from typing import Any
+
+from recdistill.io_utils import read_json
+from recdistill.pipeline.context import RunContext
+from recdistill.pipeline.stages import Stage
+
+MLP_STUDENTS = ("mlp_distilled", "mlp_hard")
+
+
+def _hash_data(ctx: RunContext) -> dict[str, str]:
+    return {
+        "data": ctx.hash_path(ctx.data_dir),
+        "preprocess": ctx.hash_path(ctx.preprocess_dir),
+    }
+
+
+# -- teacher ------------------------------------------------------------------------------------------
+def _teacher_inputs(ctx: RunContext) -> dict[str, str]:
+    return {**_hash_data(ctx), "teacher": ctx.hash_config(ctx.cfg.teacher)}
+
+
+def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.teacher.train import run_train_teacher
+
+    if not resume and ctx.teacher_dir.exists():
+        shutil.rmtree(ctx.teacher_dir)  # inputs changed: checkpoints of another run must not resume
+    res = run_train_teacher(
+        ctx.data_dir,
+        ctx.preprocess_dir,
+        ctx.teacher_dir,
+        ctx.cfg.teacher,
+        resume=resume and ctx.teacher_dir.exists(),
+    )
+    return {
+        "best_epoch": res.best_epoch,
+        "epochs_run": res.epochs_run,
+        "valid": res.metrics,
+        "params": res.params,
+        "train_samples_per_s": res.train_samples_per_s,
+        "teacher_hash": res.teacher_hash,
+    }
+
+
+# -- soft labels --------------------------------------------------------------------------------------
+def _score_inputs(ctx: RunContext) -> dict[str, str]:
+    return {**_hash_data(ctx), "teacher": ctx.hash_path(ctx.teacher_dir / "model.pt")}
+
+
+def _score_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.teacher.score import run_score
+
+    res = run_score(ctx.data_dir, ctx.preprocess_dir, ctx.teacher_dir, ctx.soft_labels_dir)
+    return {"rows": res.rows, "rows_per_s": res.rows_per_s, "teacher_hash": res.teacher_hash}
+
+
+# -- MLP students -------------------------------------------------------------------------------------
+def _mlp_inputs(ctx: RunContext) -> dict[str, str]:
+    return {
+        **_hash_data(ctx),
+        "soft_labels": ctx.hash_path(ctx.soft_labels_dir),
+        "student_mlp": ctx.hash_config(ctx.cfg.student_mlp),
+        "distill": ctx.hash_config(ctx.cfg.distill),
+    }
+
+
+def _mlp_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.serving.predictors_mlp import write_mlp_version
+    from recdistill.students.distill_mlp import distill_mlp
+
+    out: dict[str, Any] = {}
+    for name in MLP_STUDENTS:
+        loss = (
+            ctx.cfg.distill
+            if name == "mlp_distilled"
+            else dataclasses.replace(ctx.cfg.distill, kind="hard", logit_mse=0.0, listwise=0.0)
+        )
+        d = ctx.student_dir(name)
+        summary = distill_mlp(
+            data_dir=ctx.data_dir,
+            preprocess_dir=ctx.preprocess_dir,
+            soft_dir=ctx.soft_labels_dir if loss.kind == "kd" else None,
+            out_dir=d,
+            cfg=ctx.cfg.student_mlp,
+            loss_cfg=loss,
+            teacher=ctx.teacher_dir if loss.kind == "kd" else None,
+            export_onnx=True,
+        )
+        write_mlp_version(ctx.serving_dir(d), d / "model.onnx", ctx.preprocess_dir)
+        out[name] = {k: summary[k] for k in ("objective", "params", "best_epoch", "valid")}
+    return out
+
+
+def teacher_params(ctx: RunContext) -> int:
+    meta = read_json(ctx.teacher_dir / "teacher.json")
+    params = meta.get("params", {})
+    return int(params.get("total", 0)) if isinstance(params, dict) else int(params)
+
+
+MODEL_STAGES: tuple[Stage, ...] = (
+    Stage(
+        "train-teacher",
+        "train the heavy TorchRec teacher (resumes an interrupted run)",
+        _teacher_inputs,
+        lambda ctx: ["teacher/model.pt"],
+        _teacher_run,
+    ),
+    Stage(
+        "score",
+        "write the teacher's soft labels for every split",
+        _score_inputs,
+        lambda ctx: ["soft_labels/manifest.json"],
+        _score_run,
+    ),
+    Stage(
+        "distill-mlp",
+        "distil the embedding-MLP student and train its hard-label twin",
+        _mlp_inputs,
+        lambda ctx: [f"students/{n}/serving/model.onnx" for n in MLP_STUDENTS],
+        _mlp_run,
+    ),
+)

@@ -1,0 +1,82 @@
+"""Serving predictor ``teacher_torch``: the TorchRec teacher in PyTorch behind the training-time preprocessing.
+
+The teacher is served so every latency figure has it beside the students. Version folder::
+
+    <version>/predictor.json      {"kind": "teacher_torch", "num_threads": 1}
+    <version>/model.pt            the trained teacher (recdistill.teacher.checkpoint.save_model)
+    <version>/preprocess/         a copy of the run's preprocessing artefact
+
+``predict(raw) = sigmoid(teacher(pre.transform(raw)))``, all features (teacher_only included).
+At load time the teacher's recorded input layout must match what the copied preprocessing
+produces, so a teacher is never served behind another run's vocabularies.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recdistill.data.batch import F32, RawBatch
+from recdistill.data.preprocess import Preprocessor
+from recdistill.errors import ArtefactError
+from recdistill.io_utils import atomic_path, atomic_write_json
+from recdistill.models.teacher import TeacherInputs
+from recdistill.serving.predictors import PREDICTOR_FILE, Predictor, PredictorSpec
+from recdistill.teacher.checkpoint import MODEL_FILE, load_teacher
+from recdistill.teacher.score import check_teacher_inputs, predict_logits
+
+KIND = "teacher_torch"
+PREPROCESS_DIR = "preprocess"
+
+
+class TeacherPredictor:
+    """Teacher: raw request tensors -> click probabilities FP32 ``[B]``."""
+
+    def __init__(self, version_dir: str | Path, *, num_threads: int = 1) -> None:
+        d = Path(version_dir)
+        self.pre = Preprocessor.load(d / PREPROCESS_DIR)
+        self.teacher = load_teacher(d / MODEL_FILE)
+        check_teacher_inputs(self.teacher, TeacherInputs.from_preprocessor(self.pre), d / PREPROCESS_DIR)
+        self.num_threads = num_threads
+
+    def predict(self, raw: RawBatch) -> F32:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.num_threads)
+        try:
+            logits = predict_logits(self.teacher.model, self.pre.transform(raw))
+        finally:
+            torch.set_num_threads(previous)
+        with np.errstate(over="ignore"):
+            return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+
+def load(spec: PredictorSpec) -> Predictor:
+    """Factory for the predictor registry (``predictor.json`` option: ``num_threads``, default 1)."""
+    threads = spec.options.get("num_threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ArtefactError(f"{spec.version_dir / PREDICTOR_FILE}: 'num_threads' must be an integer >= 1")
+    return TeacherPredictor(spec.version_dir, num_threads=threads)
+
+
+def write_teacher_version(
+    version_dir: str | Path, teacher_dir: str | Path, preprocess_dir: str | Path, *, num_threads: int = 1
+) -> Path:
+    """Copy ``model.pt`` and the preprocessing into ``version_dir`` and write ``predictor.json``."""
+    d = Path(version_dir)
+    src = Path(teacher_dir) / MODEL_FILE
+    if not src.is_file():
+        raise ArtefactError(f"{src}: no trained teacher; run `recdistill train-teacher` first")
+    teacher = load_teacher(src)
+    check_teacher_inputs(
+        teacher, TeacherInputs.from_preprocessor(Preprocessor.load(preprocess_dir)), preprocess_dir
+    )
+    d.mkdir(parents=True, exist_ok=True)
+    with atomic_path(d / MODEL_FILE) as tmp:
+        shutil.copyfile(src, tmp)
+    with atomic_path(d / PREPROCESS_DIR) as tmp:
+        shutil.copytree(preprocess_dir, tmp)
+    atomic_write_json(d / PREDICTOR_FILE, {"kind": KIND, "num_threads": num_threads})
+    return d

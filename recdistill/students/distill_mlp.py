@@ -1,0 +1,83 @@
+"""Distil the embedding-MLP student from files: the work behind ``recdistill distill-mlp`` and the
+``distill-mlp`` pipeline stage (one function, so the command and the pipeline cannot drift)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recdistill.config.distill import DistillLossConfig
+from recdistill.config.students import MlpStudentConfig
+from recdistill.data.preprocess import Preprocessor, load_split
+from recdistill.data.raw import raw_batch_from_frame
+from recdistill.data.readers import read_frame
+from recdistill.data.splits import find_split, split_path
+from recdistill.errors import ArtefactError
+from recdistill.io_utils import file_sha256
+from recdistill.students.soft_labels import has_soft_labels, load_soft_labels
+from recdistill.students.train_mlp import train_mlp
+
+PARITY_ROWS = 1000
+
+
+def distill_mlp(
+    *,
+    data_dir: str | Path,
+    preprocess_dir: str | Path,
+    soft_dir: str | Path | None,
+    out_dir: str | Path,
+    cfg: MlpStudentConfig,
+    loss_cfg: DistillLossConfig,
+    teacher: str | Path | None = None,
+    export_onnx: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train one MLP student (``loss_cfg.kind`` ``kd`` or ``hard``); optionally export ONNX.
+
+    ``teacher`` (a directory holding ``model.pt``, or the file): soft labels must come from it.
+    """
+    kd = loss_cfg.kind == "kd"
+    if kd and not soft_dir:
+        raise ArtefactError("distill-mlp: soft labels are required for a kd loss (or use distill.kind: hard)")
+    pre = Preprocessor.load(preprocess_dir)
+    expected_hash = None
+    if teacher:
+        t = Path(teacher)
+        expected_hash = file_sha256(t / "model.pt" if t.is_dir() else t)
+
+    splits = {s: load_split(split_path(data_dir, s), pre) for s in ("train", "valid")}
+    transfer_path = find_split(data_dir, "transfer")
+    transfer = load_split(transfer_path, pre) if kd and cfg.use_transfer and transfer_path else None
+    soft: dict[str, np.ndarray] = {}
+    if soft_dir:
+        named = {**splits, **({"transfer": transfer} if transfer is not None else {})}
+        for s, (_, targets) in named.items():
+            if s == "valid" and not has_soft_labels(soft_dir, s):
+                continue  # fidelity metrics only
+            soft[s] = load_soft_labels(
+                soft_dir, s, targets, expected_teacher_hash=expected_hash, row_key=pre.schema.row_key
+            )
+    metrics = train_mlp(
+        pre=pre,
+        train=splits["train"],
+        valid=splits["valid"],
+        soft=soft or None,
+        cfg=cfg,
+        loss_cfg=loss_cfg,
+        transfer=transfer,
+        out_dir=out_dir,
+        progress=progress,
+    )
+    summary = {k: metrics[k] for k in ("objective", "params", "rows", "epochs_run", "best_epoch", "valid")}
+    if export_onnx:
+        from recdistill.export.onnx_mlp import export_mlp_onnx, onnx_metadata
+        from recdistill.models.student_mlp import load_student
+
+        model, _ = load_student(out_dir)
+        df = read_frame(split_path(data_dir, "valid")).head(PARITY_ROWS)
+        raw = raw_batch_from_frame(df, pre.schema, source="valid")
+        path = export_mlp_onnx(model, pre, Path(out_dir) / "model.onnx", sample=raw)
+        summary["onnx"] = {"path": str(path), **onnx_metadata(path)}
+    return summary
