@@ -52,6 +52,7 @@ class Block:
     context: I64  # [R]
     activity: F64  # [R]
     hist: I64  # [R, H] recent item ids
+    hist_cat: I64  # [R, H] their categories
     hist_len: I64  # [R]
     long_hist: I64  # [R, L] long-term category ids
     long_len: I64  # [R]
@@ -185,7 +186,7 @@ def sample_block(
 
     return Block(
         request_id=request_id, split_u=split_u, user=users.astype(np.int64), age=age,
-        context=context.astype(np.int64), activity=activity, hist=hist, hist_len=hist_len,
+        context=context.astype(np.int64), activity=activity, hist=hist, hist_cat=hist_cat, hist_len=hist_len,
         long_hist=long_hist, long_len=long_len, item=item, category=cat, price=price,
         ctr_7d=world.item_ctr_7d[item], impr_7d=world.item_impr_7d[item], quality=quality,
         position=position_flat, z=z_wo_pos + parts["position"], parts=parts,

@@ -27,6 +27,8 @@ def build_schema(cfg: GeneratorConfig) -> Schema:
         FeatureSpec("user_activity", "dense", "user", transform="log1p"),
         FeatureSpec("user_hist", "multi", "user", max_len=cfg.history_len, vocab_from="item_id",
                     max_id=cfg.n_items - 1),
+        FeatureSpec("user_hist_cat", "multi", "user", max_len=cfg.history_len, vocab_from="item_category",
+                    max_id=cfg.n_categories - 1),
         FeatureSpec("user_long_hist", "multi", "user", max_len=cfg.long_history_len,
                     vocab_from="item_category", max_id=cfg.n_categories - 1, teacher_only=priv),
         FeatureSpec("item_id", "categorical", "item", min_count=2, max_id=cfg.n_items - 1),

@@ -72,6 +72,7 @@ def block_table(
         "user_age_bucket": pa.array(block.age[row_req]),
         "user_activity": dense(block.activity[row_req]),
         "user_hist": _padded_list(block.hist, block.hist_len).take(pa.array(row_req)),
+        "user_hist_cat": _padded_list(block.hist_cat, block.hist_len).take(pa.array(row_req)),
         "user_long_hist": _padded_list(block.long_hist, block.long_len).take(pa.array(row_req)),
         "item_id": pa.array(block.item),
         "item_category": pa.array(block.category),

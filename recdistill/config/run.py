@@ -7,6 +7,7 @@ from pathlib import Path
 
 from recdistill.config.data import DataConfig
 from recdistill.config.distill import DistillLossConfig
+from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.config.loader import from_mapping, load_yaml
 from recdistill.config.loadtest import LoadTestConfig
 from recdistill.config.report import ReportConfig
@@ -24,6 +25,7 @@ class RunConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student_mlp: MlpStudentConfig = field(default_factory=MlpStudentConfig)
     distill: DistillLossConfig = field(default_factory=DistillLossConfig)
+    gbdt: GbdtStudentConfig = field(default_factory=GbdtStudentConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     loadtest: LoadTestConfig = field(default_factory=LoadTestConfig)
     report: ReportConfig = field(default_factory=ReportConfig)

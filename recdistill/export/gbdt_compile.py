@@ -1,7 +1,7 @@
 """Compile a LightGBM text model into a shared library (Treelite + TL2cgen) and prove parity.
 
 ``compile_gbdt(model_txt, out_dir, parity_features=X)`` loads ``model.txt`` with
-``treelite.frontend.load_lightgbm_model``, generates C with TL2cgen and builds ``model.so``
+``treelite.frontend.load_lightgbm_model``, generates C with TL2cgen and builds ``trees.so``
 with the C toolchain (``gcc``), then predicts ``X`` ``[N, n_features]`` (real featurized rows)
 with both the library and ``lightgbm.Booster.predict``: a maximum absolute difference in
 probability above ``tolerance`` raises :class:`~recdistill.errors.ArtefactError` and leaves no
@@ -29,7 +29,8 @@ from recdistill.data.batch import F32
 from recdistill.errors import ArtefactError, RecDistillError
 from recdistill.io_utils import atomic_path
 
-LIB_FILE = "model.so"
+# not "trees.so": the Python backend would import it instead of model.py (same module name)
+LIB_FILE = "trees.so"
 PARITY_TOLERANCE = 1e-6
 # TL2cgen compiles with -O3; a later -O wins. Measured on a 300-tree, 63-leaf model (2 busy cores):
 # -O1 built in 62-92 s and predicted 128 rows in 1.4 ms; -O2 158 s / 2.1 ms; -O3 223 s / 2.2 ms;
@@ -67,7 +68,7 @@ def compile_gbdt(
     tolerance: float = PARITY_TOLERANCE,
     options: tuple[str, ...] = COMPILER_OPTIONS,
 ) -> CompiledGbdt:
-    """Build ``<out_dir>/model.so`` from ``model_txt``; check it against ``Booster.predict``.
+    """Build ``<out_dir>/trees.so`` from ``model_txt``; check it against ``Booster.predict``.
 
     ``parity_features`` FP32 ``[N, n_features]`` (N >= 1) are real rows through the model's own
     featurizer. ``parallel_comp``: C source files the trees are split into (default: one per

@@ -67,12 +67,13 @@ class Manifest:
             raise ArtefactError(f"{path}: unreadable manifest ({e}); delete it to rerun every stage") from e
         return cls(path=path, stages=stages, config=raw.get("config", {}))
 
-    def is_current(self, stage: str, fp: str) -> bool:
+    def is_current(self, stage: str, fp: str, outputs: list[str]) -> bool:
+        """Same inputs as last time and every output (as the stage names them now) still there."""
         rec = self.stages.get(stage)
         if rec is None or rec.fingerprint != fp:
             return False
         root = self.path.parent
-        return all((root / o).exists() for o in rec.outputs)
+        return all((root / o).exists() for o in outputs)
 
     def record(self, stage: str, rec: StageRecord) -> None:
         self.stages[stage] = rec

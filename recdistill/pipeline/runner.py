@@ -35,7 +35,7 @@ def run_pipeline(
         inputs = stage.inputs(ctx)
         fp = fingerprint(inputs)
         tag = f"[{i}/{len(stages)}] {stage.name:<14}"
-        if not forced and manifest.is_current(stage.name, fp):
+        if not forced and manifest.is_current(stage.name, fp, stage.outputs(ctx)):
             print(f"{tag} skipped (inputs unchanged)", flush=True)
         else:
             print(f"{tag} {stage.description} ...", flush=True)

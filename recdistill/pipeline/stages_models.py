@@ -6,7 +6,6 @@ import dataclasses
 import shutil
 from typing import Any
 
-from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.stages import Stage
 
@@ -26,6 +25,7 @@ def _teacher_inputs(ctx: RunContext) -> dict[str, str]:
 
 
 def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.serving.predictors_teacher import write_teacher_version
     from recdistill.teacher.train import run_train_teacher
 
     if not resume and ctx.teacher_dir.exists():
@@ -37,6 +37,7 @@ def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         ctx.cfg.teacher,
         resume=resume and ctx.teacher_dir.exists(),
     )
+    write_teacher_version(ctx.serving_dir(ctx.teacher_dir), ctx.teacher_dir, ctx.preprocess_dir)
     return {
         "best_epoch": res.best_epoch,
         "epochs_run": res.epochs_run,
@@ -96,32 +97,45 @@ def _mlp_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     return out
 
 
-def teacher_params(ctx: RunContext) -> int:
-    meta = read_json(ctx.teacher_dir / "teacher.json")
-    params = meta.get("params", {})
-    return int(params.get("total", 0)) if isinstance(params, dict) else int(params)
+# -- GBDT students ------------------------------------------------------------------------------------
+GBDT_STUDENTS = ("gbdt_distilled", "gbdt_hard")
+
+
+def _gbdt_inputs(ctx: RunContext) -> dict[str, str]:
+    return {
+        **_hash_data(ctx),
+        "soft_labels": ctx.hash_path(ctx.soft_labels_dir),
+        "gbdt": ctx.hash_config(ctx.cfg.gbdt),
+    }
+
+
+def _gbdt_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.gbdt.distill import distill_gbdt
+
+    out: dict[str, Any] = {}
+    for name in GBDT_STUDENTS:
+        hard = name == "gbdt_hard"
+        d = ctx.student_dir(name)
+        m = distill_gbdt(
+            data_dir=ctx.data_dir,
+            preprocess_dir=ctx.preprocess_dir,
+            soft_dir=None if hard else ctx.soft_labels_dir,
+            out_dir=d,
+            cfg=ctx.cfg.gbdt,
+            hard=hard,
+            export_dir=ctx.serving_dir(d),
+        )
+        out[name] = {k: m.get(k) for k in ("label", "best_iteration", "valid_auc", "valid_logloss", "export")}
+    return out
 
 
 MODEL_STAGES: tuple[Stage, ...] = (
-    Stage(
-        "train-teacher",
-        "train the heavy TorchRec teacher (resumes an interrupted run)",
-        _teacher_inputs,
-        lambda ctx: ["teacher/model.pt"],
-        _teacher_run,
-    ),
-    Stage(
-        "score",
-        "write the teacher's soft labels for every split",
-        _score_inputs,
-        lambda ctx: ["soft_labels/manifest.json"],
-        _score_run,
-    ),
-    Stage(
-        "distill-mlp",
-        "distil the embedding-MLP student and train its hard-label twin",
-        _mlp_inputs,
-        lambda ctx: [f"students/{n}/serving/model.onnx" for n in MLP_STUDENTS],
-        _mlp_run,
-    ),
-)
+    Stage("train-teacher", "train the heavy TorchRec teacher (resumes an interrupted run)",
+          _teacher_inputs, lambda ctx: ["teacher/model.pt", "teacher/serving/model.pt"], _teacher_run),
+    Stage("score", "write the teacher's soft labels for every split",
+          _score_inputs, lambda ctx: ["soft_labels/manifest.json"], _score_run),
+    Stage("distill-mlp", "distil the embedding-MLP student and train its hard-label twin",
+          _mlp_inputs, lambda ctx: [f"students/{n}/serving/model.onnx" for n in MLP_STUDENTS], _mlp_run),
+    Stage("distill-gbdt", "distil the LightGBM student (compiled with TL2cgen) and train its hard-label twin",
+          _gbdt_inputs, lambda ctx: [f"students/{n}/serving/predictor.json" for n in GBDT_STUDENTS], _gbdt_run),
+)  # fmt: skip

@@ -8,10 +8,12 @@ exact artefacts Triton serves.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from recdistill.data.splits import split_path
+from recdistill.errors import ArtefactError
 from recdistill.io_utils import atomic_write_json, read_json, tree_sha256
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.stages import Stage
@@ -29,7 +31,10 @@ NOOP = "noop"
 
 def model_dirs(ctx: RunContext) -> dict[str, Path]:
     """Version folders of the models this run trained (those that exist)."""
-    dirs = {"teacher": ctx.serving_dir(ctx.teacher_dir)}
+    teacher = ctx.serving_dir(ctx.teacher_dir)
+    if not (teacher / "predictor.json").exists():
+        raise ArtefactError(f"{teacher}: the teacher's served version is missing; rerun with --from train-teacher")
+    dirs = {"teacher": teacher}
     dirs.update({n: ctx.serving_dir(ctx.student_dir(n)) for n in MODELS if n != "teacher"})
     return {n: d for n, d in dirs.items() if (d / "predictor.json").exists()}
 
@@ -41,10 +46,8 @@ def _models_inputs(ctx: RunContext) -> dict[str, str]:
 # -- export -------------------------------------------------------------------------------------------
 def _export_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.serving.contract import InputContract
-    from recdistill.serving.predictors_teacher import write_teacher_version
     from recdistill.serving.repository import ModelSpec, write_repository
 
-    write_teacher_version(ctx.serving_dir(ctx.teacher_dir), ctx.teacher_dir, ctx.preprocess_dir)
     specs = []
     for name, d in model_dirs(ctx).items():
         served = MODELS[name][1]
@@ -57,7 +60,6 @@ def _export_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     target = serving.ranker_target or "mlp"
     if target not in [s.name for s in specs]:
         target = specs[0].name
-    import dataclasses
 
     serving = dataclasses.replace(serving, ranker_target=target)
     contract = InputContract.from_schema(ctx.schema())
@@ -66,11 +68,7 @@ def _export_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
 
 
 def _export_inputs(ctx: RunContext) -> dict[str, str]:
-    return {
-        "teacher": ctx.hash_path(ctx.teacher_dir / "model.pt"),
-        **_models_inputs(ctx),
-        "serving": ctx.hash_config(ctx.cfg.serving),
-    }
+    return {**_models_inputs(ctx), "serving": ctx.hash_config(ctx.cfg.serving)}
 
 
 # -- evaluate -----------------------------------------------------------------------------------------

@@ -100,7 +100,14 @@ PREDICTOR_KINDS: dict[str, PredictorKind] = {
         files=("model.onnx", "preprocess/preprocessor.json"),
         options=("intra_op_threads",),
     ),
-    # "gbdt":     PredictorKind("recdistill.serving.predictor_gbdt:load", files=("model.so",)),
+    "gbdt_compiled": PredictorKind(
+        "recdistill.serving.predictors_gbdt:load_compiled",
+        files=("trees.so", "model.txt", "featurizer/gbdt_featurizer.json"),
+    ),
+    "gbdt_lightgbm": PredictorKind(
+        "recdistill.serving.predictors_gbdt:load_lightgbm",
+        files=("model.txt", "featurizer/gbdt_featurizer.json"),
+    ),
     "teacher_torch": PredictorKind(
         "recdistill.serving.predictors_teacher:load",
         files=("model.pt", "preprocess/preprocessor.json"),

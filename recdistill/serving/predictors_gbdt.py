@@ -4,7 +4,7 @@ Both read the same version folder and run exactly the training-time featurizer::
 
     <version>/predictor.json     {"kind": "gbdt_compiled"}  or  {"kind": "gbdt_lightgbm"}
     <version>/model.txt          LightGBM text model (kept in both: the fallback and the reference)
-    <version>/model.so           compiled trees (gbdt_compiled only)
+    <version>/trees.so           compiled trees (gbdt_compiled only)
     <version>/featurizer/        GbdtFeaturizer artefact
     <version>/gbdt_export.json   how it was exported: compile time, parity, fallback reason
 
@@ -96,7 +96,7 @@ def load_lightgbm(spec: PredictorSpec) -> Predictor:
 
 
 def load_compiled(spec: PredictorSpec) -> Predictor:
-    """The TL2cgen library ``model.so`` (one thread)."""
+    """The TL2cgen library ``trees.so`` (one thread)."""
     import tl2cgen
 
     lib = tl2cgen.Predictor(str(spec.version_dir / LIB_FILE), nthread=1)
@@ -126,7 +126,7 @@ def write_gbdt_version(
 ) -> dict[str, Any]:
     """Write a served version folder from a trained GBDT student (``model.txt`` + ``featurizer/``).
 
-    Compiles ``model.so`` when ``compile`` and a compiler are available (parity with
+    Compiles ``trees.so`` when ``compile`` and a compiler are available (parity with
     ``Booster.predict`` on ``parity_raw`` rows, else :class:`ArtefactError`); otherwise logs why
     and writes a ``gbdt_lightgbm`` version. Finally the folder is loaded the way the server loads
     it and its predictions on ``parity_raw`` are checked against ``Booster.predict``. Returns the
