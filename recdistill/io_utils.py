@@ -88,12 +88,17 @@ def file_sha256(path: str | Path) -> str:
 
 
 def tree_sha256(path: str | Path) -> str:
-    """Hash of a file, or of every file under a directory (relative names and contents)."""
+    """Hash of a file, or of every file under a directory (relative names and contents).
+
+    Hidden files and ``__pycache__`` (written when Triton's Python backend imports ``model.py``)
+    are not content.
+    """
     p = Path(path)
     if p.is_file():
         return file_sha256(p)
     h = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")):
+    files = (q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
+    for f in sorted(q for q in files if "__pycache__" not in q.relative_to(p).parts):
         h.update(str(f.relative_to(p)).encode())
         h.update(file_sha256(f).encode())
     return h.hexdigest()
