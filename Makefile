@@ -19,6 +19,7 @@ $(STAMP): requirements/base.txt requirements/dev.txt requirements/torchrec.txt p
 	$(BIN)/python -m pip install -q --no-deps -r requirements/torchrec.txt 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -c "import torch, torchrec, fbgemm_gpu, polars, lightgbm, onnxruntime, tritonclient, pytriton"
+	bash scripts/install_perf_analyzer.sh $(VENV) || echo "note: perf_analyzer cannot run here; its cross-check is skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)

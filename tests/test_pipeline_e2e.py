@@ -49,7 +49,9 @@ def test_run_end_to_end_then_skip_then_rerun_from(tmp_path: Path, capsys: pytest
     assert set(summary["models"]) == {"teacher", "mlp", "gbdt", "noop"}
     assert all(m["errors"] == 0 for m in summary["models"].values())
     evaluation = read_json(run / "evaluation.json")
-    assert set(evaluation["models"]) == {"teacher", "mlp_distilled", "mlp_hard", "gbdt_distilled", "gbdt_hard"}
+    assert set(evaluation["models"]) == {
+        "teacher", "mlp_distilled", "mlp_distilled_transfer", "mlp_hard", "gbdt_distilled", "gbdt_hard"
+    }
     assert evaluation["models"]["teacher"]["params"] > 5 * evaluation["models"]["mlp_distilled"]["params"]
     # the report: every image the markdown references exists and is a PNG; the HTML embeds them
     md = (run / "report.md").read_text()

@@ -15,7 +15,7 @@ from recdistill.data.splits import split_path
 from recdistill.evaluate import Candidate, evaluate_candidates, write_evaluation
 from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
-from recdistill.pipeline.stages_serving import MODELS, model_dirs
+from recdistill.pipeline.stages_serving import MODELS, model_dirs, served_names
 
 
 def model_bytes(version_dir: Path) -> int:
@@ -68,8 +68,10 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
     targets = targets_from_frame(df, schema, source=str(test_path))
     teacher = teacher_test_probs(ctx, schema.row_key, targets.row_key)
     candidates = []
-    for name, d in model_dirs(ctx).items():
-        role, served = MODELS[name]
+    dirs = model_dirs(ctx)
+    served_as = served_names(list(dirs))
+    for name, d in dirs.items():
+        role, served = MODELS[name][0], served_as[name]
         predictor = load_predictor(d)
         candidates.append(
             Candidate(

@@ -6,10 +6,11 @@ import dataclasses
 import shutil
 from typing import Any
 
+from recdistill.config.distill import DistillLossConfig
+from recdistill.config.students import MlpStudentConfig
+from recdistill.data.splits import find_split
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.stages import Stage
-
-MLP_STUDENTS = ("mlp_distilled", "mlp_hard")
 
 
 def _hash_data(ctx: RunContext) -> dict[str, str]:
@@ -70,24 +71,33 @@ def _mlp_inputs(ctx: RunContext) -> dict[str, str]:
     }
 
 
+def mlp_variants(ctx: RunContext) -> dict[str, tuple[DistillLossConfig, MlpStudentConfig]]:
+    """The MLP students of a run: distilled without and (when a transfer split exists) with the
+    transfer set, and the hard-label twin (same architecture and budget, labels only)."""
+    cfg, loss = ctx.cfg.student_mlp, ctx.cfg.distill
+    hard = dataclasses.replace(loss, kind="hard", logit_mse=0.0, listwise=0.0)
+    variants = {
+        "mlp_distilled": (loss, dataclasses.replace(cfg, use_transfer=False)),
+        "mlp_hard": (hard, dataclasses.replace(cfg, use_transfer=False)),
+    }
+    if loss.kind == "kd" and cfg.use_transfer and find_split(ctx.data_dir, "transfer") is not None:
+        variants["mlp_distilled_transfer"] = (loss, dataclasses.replace(cfg, use_transfer=True))
+    return variants
+
+
 def _mlp_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.serving.predictors_mlp import write_mlp_version
     from recdistill.students.distill_mlp import distill_mlp
 
     out: dict[str, Any] = {}
-    for name in MLP_STUDENTS:
-        loss = (
-            ctx.cfg.distill
-            if name == "mlp_distilled"
-            else dataclasses.replace(ctx.cfg.distill, kind="hard", logit_mse=0.0, listwise=0.0)
-        )
+    for name, (loss, cfg) in mlp_variants(ctx).items():
         d = ctx.student_dir(name)
         summary = distill_mlp(
             data_dir=ctx.data_dir,
             preprocess_dir=ctx.preprocess_dir,
             soft_dir=ctx.soft_labels_dir if loss.kind == "kd" else None,
             out_dir=d,
-            cfg=ctx.cfg.student_mlp,
+            cfg=cfg,
             loss_cfg=loss,
             teacher=ctx.teacher_dir if loss.kind == "kd" else None,
             export_onnx=True,
@@ -135,7 +145,7 @@ MODEL_STAGES: tuple[Stage, ...] = (
     Stage("score", "write the teacher's soft labels for every split",
           _score_inputs, lambda ctx: ["soft_labels/manifest.json"], _score_run),
     Stage("distill-mlp", "distil the embedding-MLP student and train its hard-label twin",
-          _mlp_inputs, lambda ctx: [f"students/{n}/serving/model.onnx" for n in MLP_STUDENTS], _mlp_run),
+          _mlp_inputs, lambda ctx: [f"students/{n}/serving/model.onnx" for n in mlp_variants(ctx)], _mlp_run),
     Stage("distill-gbdt", "distil the LightGBM student (compiled with TL2cgen) and train its hard-label twin",
           _gbdt_inputs, lambda ctx: [f"students/{n}/serving/predictor.json" for n in GBDT_STUDENTS], _gbdt_run),
 )  # fmt: skip

@@ -19,8 +19,10 @@ from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.stages import Stage
 
 # model in the run -> (role, served name or None)
+# (``mlp_distilled`` is served as ``mlp`` only when no transfer-set variant was trained)
 MODELS: dict[str, tuple[str, str | None]] = {
     "teacher": ("teacher", "teacher"),
+    "mlp_distilled_transfer": ("student", "mlp"),
     "mlp_distilled": ("student", "mlp"),
     "gbdt_distilled": ("student", "gbdt"),
     "mlp_hard": ("baseline", None),
@@ -33,10 +35,24 @@ def model_dirs(ctx: RunContext) -> dict[str, Path]:
     """Version folders of the models this run trained (those that exist)."""
     teacher = ctx.serving_dir(ctx.teacher_dir)
     if not (teacher / "predictor.json").exists():
-        raise ArtefactError(f"{teacher}: the teacher's served version is missing; rerun with --from train-teacher")
+        raise ArtefactError(
+            f"{teacher}: the teacher's served version is missing; rerun with --from train-teacher"
+        )
     dirs = {"teacher": teacher}
     dirs.update({n: ctx.serving_dir(ctx.student_dir(n)) for n in MODELS if n != "teacher"})
     return {n: d for n, d in dirs.items() if (d / "predictor.json").exists()}
+
+
+def served_names(names: list[str]) -> dict[str, str | None]:
+    """Run model -> served name; each served name goes to the first model that claims it."""
+    taken: set[str] = set()
+    out: dict[str, str | None] = {}
+    for n in names:
+        served = MODELS[n][1]
+        out[n] = served if served is not None and served not in taken else None
+        if served is not None:
+            taken.add(served)
+    return out
 
 
 def _models_inputs(ctx: RunContext) -> dict[str, str]:
@@ -49,8 +65,10 @@ def _export_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.serving.repository import ModelSpec, write_repository
 
     specs = []
-    for name, d in model_dirs(ctx).items():
-        served = MODELS[name][1]
+    dirs = model_dirs(ctx)
+    served_as = served_names(list(dirs))
+    for name, d in dirs.items():
+        served = served_as[name]
         if served is None:
             continue
         files = {p.name: p for p in d.iterdir() if p.name != "predictor.json"}

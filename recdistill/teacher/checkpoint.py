@@ -17,8 +17,10 @@ difference, instead of failing deep inside ``load_state_dict``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ from recdistill import __version__
 from recdistill.config.loader import from_mapping, to_mapping
 from recdistill.config.teacher import TeacherConfig
 from recdistill.errors import ArtefactError
-from recdistill.io_utils import atomic_write_json, atomic_write_with, file_sha256, read_json
+from recdistill.io_utils import atomic_write_json, atomic_write_with, file_sha256, read_json, tree_sha256
 from recdistill.models.teacher import TeacherEnsemble, TeacherInputs, build_teacher
 
 FORMAT_VERSION = 1
@@ -215,7 +217,9 @@ def teacher_from_epoch_checkpoint(ckpt: Path) -> tuple[TeacherEnsemble, dict[str
     model = build_teacher(inputs, cfg)
     sd = {f"model.{k}": v for k, v in model.state_dict().items()}
     try:
-        dcp.load({"model": sd}, checkpoint_id=str(ckpt), no_dist=True)
+        with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+            warnings.filterwarnings("ignore", message=".*single process.*")
+            dcp.load({"model": sd}, checkpoint_id=str(ckpt), no_dist=True)
     except Exception as e:
         raise ArtefactError(
             f"{ckpt}: could not load the distributed checkpoint into a single-process teacher: {e}"
@@ -254,7 +258,8 @@ def load_teacher(path: str | Path) -> LoadedTeacher:
         model, state = teacher_from_epoch_checkpoint(p)
         fp = state["fingerprint"]
         cfg = from_mapping(TeacherConfig, fp["config"], source=str(p / STATE_FILE))
-        digest = file_sha256(p / ".metadata") if (p / ".metadata").exists() else ""
+        # tree_sha256 skips dot-files, so DCP's .metadata is hashed separately
+        digest = hashlib.sha256((tree_sha256(p) + file_sha256(p / ".metadata")).encode()).hexdigest()
         return LoadedTeacher(
             model, cfg, TeacherInputs.from_dict(fp["inputs"]), {"fingerprint": fp}, digest, p
         )

@@ -1,0 +1,95 @@
+"""The latency benchmark's inputs: a finished run's context and its own Triton model repository.
+
+``load_run(run_dir)`` rebuilds the run's :class:`RunContext` from the config recorded in
+``<run_dir>/manifest.json`` (so the benchmark serves with the run's own serving settings).
+``build_bench_repository(ctx)`` writes ``<run_dir>/bench_repository`` from the run's ready version
+folders (``<model dir>/serving/``) through the library's repository writer::
+
+    teacher         teacher_torch    (teacher/serving)
+    mlp             mlp_onnx         (students/mlp_distilled/serving)
+    gbdt            gbdt_compiled    (students/gbdt_distilled/serving)
+    gbdt_lightgbm   gbdt_lightgbm    the same trained trees (model.txt + featurizer), LightGBM's predictor
+    noop            noop             returns a constant: the floor of this serving path
+    ranker          ensemble -> mlp  (written by every repository; not measured)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from recdistill.config import RunConfig
+from recdistill.config.loader import from_mapping
+from recdistill.errors import ArtefactError
+from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE
+from recdistill.io_utils import read_json
+from recdistill.pipeline.context import RunContext
+from recdistill.pipeline.stages_serving import MODELS, NOOP, model_dirs
+from recdistill.serving.contract import InputContract
+from recdistill.serving.predictors import PREDICTOR_FILE
+from recdistill.serving.predictors_gbdt import GBDT_LIGHTGBM
+from recdistill.serving.repository import ModelSpec, write_repository
+
+BENCH_REPOSITORY = "bench_repository"
+GBDT_NATIVE = "gbdt_lightgbm"  # served name of the LightGBM-native GBDT
+ORDER = ("teacher", "mlp", "gbdt", GBDT_NATIVE, NOOP)  # measurement and table order
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """A served model of the benchmark: its name, predictor kind and source version folder."""
+
+    name: str
+    kind: str
+    source: Path | None  # None for noop
+
+
+def load_run(run_dir: Path) -> RunContext:
+    """The run's context from ``<run_dir>/manifest.json`` (``run_dir`` replaces the recorded one)."""
+    manifest = run_dir / "manifest.json"
+    if not manifest.is_file():
+        raise ArtefactError(
+            f"{manifest}: not found; --run-dir must be a finished run (`recdistill run --config ...`)"
+        )
+    recorded = read_json(manifest).get("config")
+    if not isinstance(recorded, dict):
+        raise ArtefactError(f"{manifest}: has no 'config' section; rerun the pipeline to record it")
+    cfg = from_mapping(RunConfig, recorded, source=f"{manifest} (config)")
+    return RunContext(dataclasses.replace(cfg, run_dir=str(run_dir)), config_path=str(manifest))
+
+
+def bench_models(ctx: RunContext) -> list[BenchModel]:
+    """The models the run can serve, in :data:`ORDER` (a run without a GBDT student has fewer)."""
+    found: dict[str, BenchModel] = {}
+    for run_name, version_dir in model_dirs(ctx).items():
+        served = MODELS[run_name][1]
+        if served is None:
+            continue
+        kind = str(read_json(version_dir / PREDICTOR_FILE)["kind"])
+        found[served] = BenchModel(served, kind, version_dir)
+        if served == "gbdt":
+            found[GBDT_NATIVE] = BenchModel(GBDT_NATIVE, GBDT_LIGHTGBM, version_dir)
+    found[NOOP] = BenchModel(NOOP, "noop", None)
+    return [found[n] for n in ORDER if n in found]
+
+
+def _spec(m: BenchModel) -> ModelSpec:
+    if m.source is None:
+        return ModelSpec(name=m.name, predictor={"kind": m.kind})
+    files = {p.name: p for p in m.source.iterdir() if p.name != PREDICTOR_FILE}
+    predictor = read_json(m.source / PREDICTOR_FILE)
+    if m.name == GBDT_NATIVE:
+        # the same model.txt + featurizer/; neither trees.so nor the compiled export record
+        files = {k: v for k, v in files.items() if k in (MODEL_FILE, FEATURIZER_DIR)}
+        predictor = {"kind": GBDT_LIGHTGBM}
+    return ModelSpec(name=m.name, predictor=predictor, files=files)
+
+
+def build_bench_repository(ctx: RunContext, models: list[BenchModel]) -> Path:
+    """Write (replace) ``<run_dir>/bench_repository`` holding ``models`` (+ ``ranker`` -> mlp)."""
+    path = ctx.run_dir / BENCH_REPOSITORY
+    names = [m.name for m in models]
+    serving = dataclasses.replace(ctx.cfg.serving, ranker_target="mlp" if "mlp" in names else names[0])
+    contract = InputContract.from_schema(ctx.schema())
+    return write_repository(path, [_spec(m) for m in models], contract=contract, config=serving)
