@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every benchmark; each writes benchmarks/results/<name>.json. Benchmarks measure, tests assert.
+# The scenarios' pipeline runs (runs/bench_*) are reused when unchanged.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=../.venv/bin/python
+$PY bench_data_gen.py
+$PY bench_students.py --sweep
+$PY bench_teacher.py
+$PY bench_latency.py --run-dir ../runs/bench_privileged
