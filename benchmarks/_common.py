@@ -21,7 +21,8 @@ def machine() -> str:
     cores = os.cpu_count() or 0
     mem = ""
     try:
-        kib = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
+        text = Path("/proc/meminfo").read_text()
+        kib = int(next(line for line in text.splitlines() if line.startswith("MemTotal")).split()[1])
         mem = f", {kib / 2**20:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         pass

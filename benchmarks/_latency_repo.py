@@ -6,7 +6,7 @@
 folders (``<model dir>/serving/``) through the library's repository writer::
 
     teacher         teacher_torch    (teacher/serving)
-    mlp             mlp_onnx         (students/mlp_distilled/serving)
+    mlp             mlp_onnx         (the run's served MLP: mlp_distilled_transfer or mlp_distilled)
     gbdt            gbdt_compiled    (students/gbdt_distilled/serving)
     gbdt_lightgbm   gbdt_lightgbm    the same trained trees (model.txt + featurizer), LightGBM's predictor
     noop            noop             returns a constant: the floor of this serving path
@@ -25,7 +25,7 @@ from recdistill.errors import ArtefactError
 from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
-from recdistill.pipeline.stages_serving import MODELS, NOOP, model_dirs
+from recdistill.pipeline.stages_serving import NOOP, model_dirs, served_names
 from recdistill.serving.contract import InputContract
 from recdistill.serving.predictors import PREDICTOR_FILE
 from recdistill.serving.predictors_gbdt import GBDT_LIGHTGBM
@@ -38,11 +38,13 @@ ORDER = ("teacher", "mlp", "gbdt", GBDT_NATIVE, NOOP)  # measurement and table o
 
 @dataclass(frozen=True)
 class BenchModel:
-    """A served model of the benchmark: its name, predictor kind and source version folder."""
+    """A served model of the benchmark: its name, predictor kind, source version folder and the
+    run's name for the trained model (``mlp_distilled_transfer``, ...)."""
 
     name: str
     kind: str
     source: Path | None  # None for noop
+    trained: str | None = None
 
 
 def load_run(run_dir: Path) -> RunContext:
@@ -62,14 +64,15 @@ def load_run(run_dir: Path) -> RunContext:
 def bench_models(ctx: RunContext) -> list[BenchModel]:
     """The models the run can serve, in :data:`ORDER` (a run without a GBDT student has fewer)."""
     found: dict[str, BenchModel] = {}
-    for run_name, version_dir in model_dirs(ctx).items():
-        served = MODELS[run_name][1]
+    dirs = model_dirs(ctx)
+    for run_name, served in served_names(list(dirs)).items():  # the pipeline's own choice of "mlp"
         if served is None:
             continue
+        version_dir = dirs[run_name]
         kind = str(read_json(version_dir / PREDICTOR_FILE)["kind"])
-        found[served] = BenchModel(served, kind, version_dir)
+        found[served] = BenchModel(served, kind, version_dir, run_name)
         if served == "gbdt":
-            found[GBDT_NATIVE] = BenchModel(GBDT_NATIVE, GBDT_LIGHTGBM, version_dir)
+            found[GBDT_NATIVE] = BenchModel(GBDT_NATIVE, GBDT_LIGHTGBM, version_dir, run_name)
     found[NOOP] = BenchModel(NOOP, "noop", None)
     return [found[n] for n in ORDER if n in found]
 

@@ -31,7 +31,8 @@ P99_BUDGET_MS = 10.0
 TARGETS_P99_MS = {"mlp": 2.0, "gbdt": 3.0}  # at 200 requests/s open loop, 128 candidates
 TARGETS_VS_FLOOR = {"mlp": 1.5, "gbdt": 2.0}  # p99 / noop p99 at the same rate
 CAPACITY_FACTOR = 10.0  # each student's capacity >= 10 x the teacher's
-PA_TOLERANCE = 0.2  # our closed-loop p50 and p99 within 20% of perf_analyzer's
+PA_TOLERANCE = 0.2
+SIZES_TICKS = (1, 16, 128, 1024)  # our closed-loop p50 and p99 within 20% of perf_analyzer's
 
 
 def server_breakdown(results: Sequence[RunResult]) -> dict[str, float] | None:
@@ -94,7 +95,7 @@ def _target(
     return {"name": name, "target": target, "measured": measured, "limit": limit, "passed": ok, "note": note}
 
 
-def evaluate_targets(doc: Mapping[str, Any], capacity_start_rps: float) -> list[dict[str, Any]]:
+def evaluate_targets(doc: Mapping[str, Any], *, teacher_start_rps: float) -> list[dict[str, Any]]:
     """Every "done when" target of the issue with its measured value and PASS/FAIL (no fudging:
     a missing measurement fails its target and says why)."""
     out: list[dict[str, Any]] = []
@@ -123,8 +124,11 @@ def evaluate_targets(doc: Mapping[str, Any], capacity_start_rps: float) -> list[
                                None, CAPACITY_FACTOR, False, f"no capacity measured for {m}"))  # fmt: skip
             continue
         if teacher is None:  # even the start rate missed: the teacher's capacity is below it
-            ratio = student / capacity_start_rps
-            note = f"teacher misses p99 10 ms even at {capacity_start_rps:g} req/s; ratio is a lower bound"
+            ratio = student / teacher_start_rps
+            note = (
+                f"teacher misses p99 10 ms even at {teacher_start_rps:g} req/s (its capacity is below that): "
+                f"measured = {m} capacity / {teacher_start_rps:g}, a lower bound of the ratio"
+            )
         else:
             ratio, note = student / teacher, ""
         extra = doc.get("capacity", {}).get(m, {})
@@ -144,7 +148,7 @@ def evaluate_targets(doc: Mapping[str, Any], capacity_start_rps: float) -> list[
                 continue
             ratio = row["ours"][f"{q}_ms"] / row["perf_analyzer"][f"{q}_ms"]
             out.append(_target(name, text, ratio, PA_TOLERANCE, abs(ratio - 1.0) <= PA_TOLERANCE,
-                               "ours / perf_analyzer; limit is |ratio - 1|"))  # fmt: skip
+                               "measured = ours / perf_analyzer; passes when it lies in [0.8, 1.2]"))  # fmt: skip
     return out
 
 
@@ -174,6 +178,7 @@ def markdown(doc: Mapping[str, Any]) -> str:
         f"> **Machine:** {doc['machine']}. Server and client share these cores: every figure below "
         "includes the load generator's own CPU use (and any neighbour's).",
         "",
+        *([f"> **Warning:** {doc['contention']}.", ""] if doc.get("contention") else []),
         f"## Open loop: {ol['rate']:g} requests/s (Poisson), {ol['candidates']} candidates/request",
         "",
         f"Pooled over {doc['plan']['rounds']} interleaved round(s) per model.",
@@ -223,6 +228,19 @@ def markdown(doc: Mapping[str, Any]) -> str:
                     f"| {c} | {r['model']} | {_f(r['ours']['p50_ms'])} / {_f(r['ours']['p99_ms'])} | "
                     f"{_f(r['perf_analyzer']['p50_ms'])} / {_f(r['perf_analyzer']['p99_ms'])} | {r['repeats']} |"
                 )
+    lines += _in_process_lines(doc.get("in_process"))
+    cpu = doc.get("cpu", {})
+    if cpu:
+        lines += ["", "## CPU use during each phase (average cores)", ""]
+        lines += [
+            "| phase | wall s | busy | client | server | other processes |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, u in cpu.items():
+            lines.append(
+                f"| {name} | {_f(u['wall_s'], 0)} | {_f(u['busy_cores'])}/{u['cores']} | {_f(u['client_cores'])} | "
+                f"{_f(u['server_cores'])} | {_f(u['other_cores'])} |"
+            )
     lines += [
         "",
         "## Targets",
@@ -237,6 +255,32 @@ def markdown(doc: Mapping[str, Any]) -> str:
         )
     lines += ["", f"All targets met: **{'yes' if doc['all_targets_met'] else 'no'}**.", ""]
     return "\n".join(lines)
+
+
+def _in_process_lines(ip: Mapping[str, Any] | None) -> list[str]:
+    if not ip or not ip.get("models"):
+        return []
+    lines = [
+        "",
+        f"## In process, {ip['rows']} rows per call (p50 / p99 ms; no server, no network)",
+        "",
+        "| model | validate | preprocess / featurize | model | predict (whole path) |",
+        "|---|---|---|---|---|",
+    ]
+    for m, st in ip["models"].items():
+        cells = [f"{_f(st[k]['p50_ms'], 3)} / {_f(st[k]['p99_ms'], 3)}" if k in st else "-"
+                 for k in ("validate", "preprocess", "model", "predict")]  # fmt: skip
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    proto = ip.get("prototypes")
+    if proto and "timings_ms" in proto:
+        lines += ["", "Proposed transforms (benchmarks/_latency_fastpath.py; bit-identical output on "
+                  f"{proto['equal_on_requests']} requests), p50 / p99 ms:", ""]  # fmt: skip
+        lines += [
+            f"- {k}: {_f(v['p50_ms'], 3)} / {_f(v['p99_ms'], 3)}" for k, v in proto["timings_ms"].items()
+        ]
+    elif proto:
+        lines += ["", f"Proposed transforms: {proto.get('error')}"]
+    return lines
 
 
 def write_plot(path: Path, doc: Mapping[str, Any]) -> Path:
@@ -255,6 +299,7 @@ def write_plot(path: Path, doc: Mapping[str, Any]) -> Path:
                       label=f"{m} p99")  # fmt: skip
         ax_s.set(xscale="log", yscale="log", xlabel="candidates per request", ylabel="latency (ms)",
                  title=f"closed loop, concurrency {doc['sizes']['concurrency']}")  # fmt: skip
+        ax_s.set_xticks(list(SIZES_TICKS), [str(t) for t in SIZES_TICKS])
         ax_s.grid(True, which="both", alpha=0.3)
         ax_s.legend(fontsize=7, ncol=2)
         ol = doc["open_loop"]
@@ -266,15 +311,21 @@ def write_plot(path: Path, doc: Mapping[str, Any]) -> Path:
         for m, limit in TARGETS_P99_MS.items():
             if m in models:
                 i = models.index(m)
-                ax_o.hlines(limit, i - 0.45, i + 0.45, colors="red", linestyles=":", label=f"{m} p99 target")
+                ax_o.hlines(limit, i - 0.45, i + 0.45, colors="red", linestyles=":")
+                ax_o.annotate(f"p99 target {limit:g} ms", (i, limit), fontsize=7, color="red", ha="center",
+                              va="top", xytext=(0, -3), textcoords="offset points")  # fmt: skip
+        ax_o.set_yscale("log")
+        shown = [v for m in models for v in (ol["models"][m]["p50_ms"],) if v] + list(TARGETS_P99_MS.values())
+        ax_o.set_ylim(bottom=0.5 * min(shown))
         ax_o.set_xticks(x, models)
         ax_o.set(
             ylabel="latency (ms)", title=f"open loop {ol['rate']:g} req/s, {ol['candidates']} candidates"
         )
         ax_o.grid(True, axis="y", alpha=0.3)
         ax_o.legend(fontsize=7)
-        fig.text(0.01, 0.005, doc["machine"], fontsize=6.5, wrap=True)
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        note = doc["machine"] + (f"\nWARNING: {doc['contention']}" if doc.get("contention") else "")
+        fig.text(0.01, 0.005, note, fontsize=6.5, wrap=True)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
     finally:

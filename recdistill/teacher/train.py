@@ -211,7 +211,7 @@ def _train(
         "best_logloss": math.inf,
         "bad_epochs": 0,
         "history": [],
-        "finished": False,
+        "stopped_early": False,
     }
     latest = ckpt.latest_checkpoint(out)
     if latest is not None and not resume:
@@ -227,14 +227,14 @@ def _train(
         ckpt.load_epoch_into(latest, sd)
         dmp.load_state_dict(sd["model"])
         opt.load_state_dict(sd["optim"])
-        state = {k: stored[k] for k in state}
+        state = {k: stored.get(k, v) for k, v in state.items()}
         if ctx.is_main:
             print(f"resuming from {latest} (epoch {state['epoch']} done)", flush=True)
 
     t_train = 0.0
     rows_trained = 0
     dmp.train()
-    while state["epoch"] < cfg.epochs and not state["finished"]:
+    while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"] + 1
         torch.manual_seed(cfg.seed * 1000 + epoch)
         batches = epoch_batches(n, cfg.batch_size, cfg.seed, epoch)
@@ -286,7 +286,7 @@ def _train(
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         state["history"].append(record)
-        state["finished"] = state["bad_epochs"] > cfg.patience or epoch >= cfg.epochs
+        state["stopped_early"] = state["bad_epochs"] > cfg.patience
         if ctx.is_main:
             shown = ", ".join(
                 f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
