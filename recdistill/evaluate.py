@@ -127,9 +127,10 @@ def evaluate_candidates(
     return out
 
 
-_TABLE_COLUMNS = (
+QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # key, header, format (shared with the report)
     ("auc", "AUC", "{:.4f}"),
-    ("auc_lift_kept", "lift kept", "{:.1%}"),
+    ("auc_lift_kept", "AUC lift kept", "{:.1%}"),
     ("logloss", "logloss", "{:.4f}"),
     ("gauc", "GAUC", "{:.4f}"),
     ("ndcg@10", "NDCG@10", "{:.4f}"),
@@ -142,7 +143,7 @@ _TABLE_COLUMNS = (
 
 
 def markdown_table(result: Mapping[str, Any]) -> str:
-    cols = [c for c in _TABLE_COLUMNS if any(c[0] in m for m in result["models"].values())]
+    cols = [c for c in QUALITY_COLUMNS if any(c[0] in m for m in result["models"].values())]
     lines = ["| model | role | " + " | ".join(h for _, h, _ in cols) + " |", "|---|---|" + "---|" * len(cols)]
     for name, m in result["models"].items():
         cells = []

@@ -17,21 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from recdistill.io_utils import atomic_write_text
+from recdistill.evaluate import QUALITY_COLUMNS
 from recdistill.report import charts
 
-QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    # key, header, format
-    ("auc", "AUC", "{:.4f}"),
-    ("auc_lift_kept", "AUC lift kept", "{:.1%}"),
-    ("logloss", "logloss", "{:.4f}"),
-    ("gauc", "GAUC", "{:.4f}"),
-    ("ndcg@10", "NDCG@10", "{:.4f}"),
-    ("ece", "ECE", "{:.4f}"),
-    ("fidelity_spearman", "Spearman vs teacher", "{:.3f}"),
-    ("params", "params", "{:,}"),
-    ("bytes", "bytes", "{:,}"),
-    ("latency_ms_inprocess", "in-process ms / 128 rows", "{:.3f}"),
-)
 LATENCY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("p50_ms", "p50 ms", "{:.2f}"),
     ("p99_ms", "p99 ms", "{:.2f}"),
