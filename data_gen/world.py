@@ -12,7 +12,7 @@ Shapes (``U`` users, ``I`` items, ``C`` categories, ``K`` contexts, ``A`` age bu
              ``user_fav [U, F]`` (-1 padded), ``user_n_fav [U]``, ``user_latent [U, d]``,
              ``user_bias [U]``
   ages       ``age_taste [A, d]``, ``age_bias [A]``, ``age_price_shift [A]``
-  contexts   ``ctx_pop [K]``, ``ctx_bias [K]``, ``ctx_cross [K, r]``
+  contexts   ``ctx_cdf [K]``, ``ctx_bias [K]``, ``ctx_cross [K, r]`` (mostly the surface's)
 
 Popularity everywhere is Zipf–Mandelbrot: weight ``(rank + offset) ** -exponent`` over a random
 permutation of ranks, so an id says nothing about its popularity.
@@ -33,6 +33,7 @@ I64 = npt.NDArray[np.int64]
 WORLD_STREAM = 0x5EED  # rng stream tag of the world tables
 MAX_FAVOURITES = 6
 CROSS_RANK = 3  # rank of the context x category cross
+N_SURFACES = 4  # context_id % N_SURFACES is the surface
 IMPRESSIONS_7D = 2e6  # impressions behind the item_ctr_7d / item_impr_7d counters
 
 
@@ -133,7 +134,7 @@ def build_world(cfg: GeneratorConfig) -> World:
     )
     item_cat = item_cat[rng.permutation(n_items)]
     item_pop = zipf_weights(n_items, s, q, rng)
-    item_latent = cat_latent[item_cat] + _normal(rng, 0.5 * unit, (n_items, d))
+    item_latent = cat_latent[item_cat] + _normal(rng, 0.35 * unit, (n_items, d))
     item_quality = rng.normal(0.0, 1.0, n_items)
     item_bias = cat_bias[item_cat] + _normal(rng, 0.25, (n_items,))
     item_price = np.round(np.exp(cat_log_price[item_cat] + rng.normal(0.0, 0.5, n_items)), 2)
@@ -175,9 +176,13 @@ def build_world(cfg: GeneratorConfig) -> World:
     user_latent = age_taste[user_age] + fav_mean + _normal(rng, 0.3 * unit, (U, d))
     user_bias = _normal(rng, 0.15, (U,))
 
+    # contexts: id = hour * N_SURFACES + surface; the surface (feed, search, ...) shapes which
+    # categories get clicked, the hour adds a little
     ctx_pop = zipf_weights(K, s, q, rng)
-    ctx_bias = _normal(rng, 0.2, (K,))
-    ctx_cross = _normal(rng, 1.0 / np.sqrt(CROSS_RANK), (K, CROSS_RANK))
+    surface = np.arange(K) % min(N_SURFACES, K)
+    ctx_bias = _normal(rng, 0.2, (N_SURFACES,))[surface] + _normal(rng, 0.1, (K,))
+    surface_cross = _normal(rng, 1.0 / np.sqrt(CROSS_RANK), (N_SURFACES, CROSS_RANK))
+    ctx_cross = surface_cross[surface] + _normal(rng, 0.3 / np.sqrt(CROSS_RANK), (K, CROSS_RANK))
 
     return World(
         item_cat=item_cat, item_pop=item_pop, item_cdf=_cdf(item_pop), item_latent=item_latent,

@@ -17,6 +17,7 @@ from recdistill.data.preprocess import Preprocessor
 from recdistill.data.schema import Schema
 from recdistill.errors import ConfigError, DataError
 from recdistill.models.teacher import (
+    Teacher,
     TeacherEnsemble,
     TeacherInputs,
     TeacherTrainTask,
@@ -131,7 +132,7 @@ def test_ensemble_averages_members_and_train_task_loss() -> None:
     cfg = dataclasses.replace(TINY_CFG, ensemble_size=2, ensemble_width_scales=(1.0, 0.5))
     model = build_teacher(tiny_inputs(), cfg)
     assert isinstance(model, TeacherEnsemble) and len(model.members) == 2
-    m0, m1 = model.members
+    m0, m1 = (m for m in model.members if isinstance(m, Teacher))
     assert m1.deep.out_dim == 16 and m0.deep.out_dim == 32  # width scale
     b = as_tensors(tiny_batch())
     members = model.member_logits(*b)

@@ -96,8 +96,8 @@ def test_scores_every_row_in_order_with_bounded_chunks(
 
 
 def test_data_schema_differs_fails_before_any_work(setup: Setup, tmp_path: Path) -> None:
-    raw = dict(TINY_SCHEMA)
-    raw["features"] = [f for f in TINY_SCHEMA["features"] if f["name"] != "score"]  # type: ignore[union-attr]
+    features: list[dict[str, Any]] = list(TINY_SCHEMA["features"])  # type: ignore[arg-type]
+    raw = {**TINY_SCHEMA, "features": [f for f in features if f["name"] != "score"]}
     write_data(tmp_path / "data", Schema.from_dict(raw, source="other"))
     out = tmp_path / "soft"
     with pytest.raises(SchemaError, match=r"differs from the one .*'score' only in training"):

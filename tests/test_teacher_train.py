@@ -119,6 +119,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
     with pytest.raises(ArtefactError, match=r"lr_dense: checkpoint 0.003, now 0.01"):
         train_teacher(changed, tiny_inputs(), train, valid, out, resume=True, progress=False)
     resumed = train_teacher(TINY_CFG, tiny_inputs(), train, valid, out, resume=True, progress=False)
+
     def quality(history: list[dict[str, float]]) -> list[float]:
         return [v for h in history for k, v in sorted(h.items()) if k != "samples_per_s"]
 

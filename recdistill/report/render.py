@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recdistill.io_utils import atomic_write_text
 from recdistill.evaluate import QUALITY_COLUMNS
+from recdistill.io_utils import atomic_write_text
 from recdistill.report import charts
 
 LATENCY_COLUMNS: tuple[tuple[str, str, str], ...] = (
