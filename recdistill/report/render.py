@@ -25,6 +25,7 @@ LATENCY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("p99_ms", "p99 ms", "{:.2f}"),
     ("p999_ms", "p99.9 ms", "{:.2f}"),
     ("achieved_rps", "achieved req/s", "{:.0f}"),
+    ("reachable", "rate reached", "{}"),
     ("errors", "errors", "{:d}"),
     ("capacity_rps", "capacity at target (req/s)", "{:.0f}"),
 )
