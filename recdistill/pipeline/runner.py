@@ -9,6 +9,7 @@ from recdistill.config import to_mapping
 from recdistill.errors import ConfigError
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.manifest import Manifest, StageRecord, fingerprint
+from recdistill.pipeline.preflight import preflight
 from recdistill.pipeline.registry import STAGES, stage_names
 from recdistill.pipeline.stages import Stage
 
@@ -25,6 +26,7 @@ def run_pipeline(
     for opt, value in (("--from", from_stage), ("--until", until)):
         if value is not None and value not in names:
             raise ConfigError(f"{opt} {value!r} is not a stage; stages are {', '.join(names)}")
+    preflight(ctx)
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.load(ctx.run_dir)
     manifest.config = to_mapping(ctx.cfg)

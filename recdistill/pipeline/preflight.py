@@ -1,0 +1,52 @@
+"""Checks that run before any stage: a bad configuration fails at once, naming the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recdistill.data.schema import Schema
+from recdistill.errors import ConfigError
+from recdistill.pipeline.context import RunContext
+
+SERVABLE = ("teacher", "mlp", "gbdt", "noop")
+
+
+def preflight(ctx: RunContext) -> None:
+    """Raise :class:`ConfigError` for missing files, unknown model names and impossible combinations."""
+    cfg, src = ctx.cfg, ctx.config_path
+    d = cfg.data
+    if d.source == "files":
+        for split in ("train", "valid", "test"):
+            if getattr(d, split) is None:
+                raise ConfigError(
+                    f"{src}: data.{split} is required with data.source: files (path of the {split} split)"
+                )
+        for key in ("train", "valid", "test", "transfer", "schema"):
+            path = getattr(d, key)
+            if path is not None and not Path(path).exists():
+                raise ConfigError(f"{src}: data.{key} names {path}, which does not exist; fix the path")
+        if d.schema is None and d.format != "criteo":
+            raise ConfigError(f"{src}: data.schema is required for {d.format} files (path of schema.json)")
+    target = cfg.serving.ranker_target
+    if target is not None and target not in SERVABLE:
+        raise ConfigError(
+            f"{src}: serving.ranker_target {target!r} is not a served model; choose one of {', '.join(SERVABLE)}"
+        )
+    if cfg.loadtest.candidates > cfg.serving.max_batch_size:
+        raise ConfigError(
+            f"{src}: loadtest.candidates ({cfg.loadtest.candidates}) exceeds serving.max_batch_size "
+            f"({cfg.serving.max_batch_size}); lower the one or raise the other"
+        )
+    schema = _schema_if_known(ctx)
+    if schema is not None and cfg.distill.listwise > 0 and schema.request_id is None:
+        raise ConfigError(
+            f"{src}: distill.listwise needs requests to rank within, but the schema has no request_id; "
+            "set distill.listwise: 0 or add a request id column"
+        )
+
+
+def _schema_if_known(ctx: RunContext) -> Schema | None:
+    d = ctx.cfg.data
+    if d.source == "files":
+        return ctx.schema()
+    return None  # generated data: the generator writes a schema every student can use
