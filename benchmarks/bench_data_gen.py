@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from _common import RESULTS, machine
 
 
 def main() -> int:
@@ -50,7 +49,7 @@ def main() -> int:
         "bytes_on_disk": on_disk,
         "bayes_auc_test": summary.get("bayes_auc"),
         "how_measured": "getrusage(RUSAGE_CHILDREN).ru_maxrss of the `recdistill generate` child process",
-        "machine": f"{os.cpu_count()} cores, shared with nothing else by this benchmark",
+        "machine": machine(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "data_gen.json").write_text(json.dumps(result, indent=2) + "\n")
