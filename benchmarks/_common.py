@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -33,10 +34,8 @@ def run_scenario(name: str, *, until: str = "evaluate", run_dir: str | None = No
     """Run (or reuse, when unchanged) the pipeline of ``benchmarks/configs/<name>.yaml``."""
     path = CONFIGS / f"{name}.yaml"
     cfg = load_config(path)
-    if run_dir is not None:
-        import dataclasses
-
-        cfg = dataclasses.replace(cfg, run_dir=run_dir)
+    # a relative run_dir is relative to the repository root, wherever the script is started
+    cfg = dataclasses.replace(cfg, run_dir=str(ROOT / (run_dir or cfg.run_dir)))
     ctx = RunContext(cfg, config_path=str(path))
     run_pipeline(ctx, until=until)
     return ctx

@@ -24,7 +24,7 @@ from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
 
 KEYS = ("auc", "logloss", "gauc", "ndcg@10", "ece", "params", "bytes", "fidelity_spearman")
-SCENARIOS = ("same_features", "privileged")
+SCENARIOS = ("privileged", "same_features")
 
 
 def scenario_table(ctx: RunContext) -> dict[str, dict[str, Any]]:
