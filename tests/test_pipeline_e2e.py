@@ -42,7 +42,9 @@ def test_run_end_to_end_then_skip_then_rerun_from(tmp_path: Path, capsys: pytest
     assert main(["run", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     for model in ("teacher", "mlp", "gbdt", "noop", "ranker"):
-        m = re.search(rf"parity {model}\s+(\d+) rows over HTTP\+gRPC: max \|served - in-process\| = (\S+)", out)
+        m = re.search(
+            rf"parity {model}\s+(\d+) rows over HTTP\+gRPC: max \|served - in-process\| = (\S+)", out
+        )
         assert m is not None, out
         assert int(m.group(1)) >= 1000 and float(m.group(2)) <= 1e-5
     summary = read_json(run / "loadtest" / "summary.json")
@@ -50,7 +52,12 @@ def test_run_end_to_end_then_skip_then_rerun_from(tmp_path: Path, capsys: pytest
     assert all(m["errors"] == 0 for m in summary["models"].values())
     evaluation = read_json(run / "evaluation.json")
     assert set(evaluation["models"]) == {
-        "teacher", "mlp_distilled", "mlp_distilled_transfer", "mlp_hard", "gbdt_distilled", "gbdt_hard"
+        "teacher",
+        "mlp_distilled",
+        "mlp_distilled_transfer",
+        "mlp_hard",
+        "gbdt_distilled",
+        "gbdt_hard",
     }
     assert evaluation["models"]["teacher"]["params"] > 5 * evaluation["models"]["mlp_distilled"]["params"]
     # the report: every image the markdown references exists and is a PNG; the HTML embeds them
@@ -111,7 +118,12 @@ def test_bring_your_own_csv(tmp_path: Path) -> None:
         df.write_csv(paths[split])
     cfg = _config(
         tmp_path,
-        data={"source": "files", "format": "csv", "schema": str(tmp_path / "schema.json"), **{k: str(v) for k, v in paths.items()}},
+        data={
+            "source": "files",
+            "format": "csv",
+            "schema": str(tmp_path / "schema.json"),
+            **{k: str(v) for k, v in paths.items()},
+        },
         loadtest={"candidates": 32},
     )
     assert main(["run", "--config", str(cfg), "--until", "evaluate"]) == 0

@@ -45,7 +45,9 @@ def test_listwise_without_request_ids_is_impossible(tmp_path: Path) -> None:
     for split in ("train", "valid", "test"):
         (tmp_path / f"{split}.tsv").write_text("\n".join(CRITEO_LINES) + "\n")
     files = {s: str(tmp_path / f"{s}.tsv") for s in ("train", "valid", "test")}
-    ctx = _ctx(tmp_path, {"data": {"source": "files", "format": "criteo", **files}, "distill": {"listwise": 0.5}})
+    ctx = _ctx(
+        tmp_path, {"data": {"source": "files", "format": "criteo", **files}, "distill": {"listwise": 0.5}}
+    )
     with pytest.raises(ConfigError, match="distill.listwise needs requests"):
         run_pipeline(ctx)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from recdistill.config import load_config
 from recdistill.pipeline.context import RunContext
-from recdistill.pipeline.runner import run_pipeline
 from recdistill.pipeline.registry import stage_names
+from recdistill.pipeline.runner import run_pipeline
 
 
 def register(sub: Any) -> None:

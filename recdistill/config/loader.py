@@ -115,7 +115,8 @@ def _coerce(tp: Any, value: Any, *, source: str, key: str) -> Any:
         if len(args) != len(value):
             raise ConfigError(f"{source}: '{key}' must have {len(args)} items, got {len(value)}")
         return tuple(
-            _coerce(a, v, source=source, key=f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+            _coerce(a, v, source=source, key=f"{key}[{i}]")
+            for i, (a, v) in enumerate(zip(args, value, strict=True))
         )
     if origin is dict:
         if not isinstance(value, dict):

@@ -133,7 +133,9 @@ class Preprocessor:
             ids[:, j] = PAD_ROW if (student_only and f.teacher_only) else self._lookup(f, raw.ids[:, j])
         multi = np.empty_like(raw.multi)
         for j, f in enumerate(self._multi):
-            multi[:, j, :] = PAD_ROW if (student_only and f.teacher_only) else self._lookup(f, raw.multi[:, j, :])
+            multi[:, j, :] = (
+                PAD_ROW if (student_only and f.teacher_only) else self._lookup(f, raw.multi[:, j, :])
+            )
         return ModelBatch(dense=np.ascontiguousarray(dense, dtype=np.float32), ids=ids, multi=multi)
 
     def _lookup(self, f: FeatureSpec, x: np.ndarray) -> np.ndarray:

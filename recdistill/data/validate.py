@@ -10,8 +10,8 @@ was expected. Documented handling instead of an error:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
