@@ -13,10 +13,12 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): requirements/base.txt requirements/dev.txt requirements/torchrec.txt pyproject.toml
+# requirements/constraints.txt pins every package to a set tried together here (a newer pyarrow
+# needs numpy 2, which Triton's Python backend cannot use): regenerate it with `pip freeze`.
+$(STAMP): requirements/base.txt requirements/dev.txt requirements/torchrec.txt requirements/constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -r requirements/base.txt -r requirements/dev.txt 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -m pip install -q --no-deps -r requirements/torchrec.txt 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -r requirements/base.txt -r requirements/dev.txt 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install -q --no-deps -c requirements/constraints.txt -r requirements/torchrec.txt 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -c "import torch, torchrec, fbgemm_gpu, polars, lightgbm, onnxruntime, tritonclient, pytriton"
 	bash scripts/install_perf_analyzer.sh $(VENV) || echo "note: perf_analyzer cannot run here; its cross-check is skipped"
