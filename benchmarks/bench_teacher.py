@@ -10,6 +10,7 @@ training samples/s and scoring rows/s. Writes ``benchmarks/results/teacher.json`
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Any
@@ -62,7 +63,21 @@ def logistic_regression(ctx: Any) -> dict[str, Any]:
 
 
 def main() -> int:
-    ctx = run_scenario("privileged")
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--reuse", action="store_true", help="read the finished scenario run; run no stage")
+    args = ap.parse_args()
+    if args.reuse:
+        from _common import CONFIGS, ROOT
+
+        from recdistill.config import load_config
+        from recdistill.pipeline.context import RunContext
+
+        cfg = load_config(CONFIGS / "privileged.yaml")
+        ctx = RunContext(dataclasses.replace(cfg, run_dir=str(ROOT / cfg.run_dir)))
+    else:
+        ctx = run_scenario("privileged")
     ev = read_json(ctx.run_dir / "evaluation.json")
     manifest = read_json(ctx.run_dir / "manifest.json")["stages"]
     teacher = ev["models"]["teacher"]
@@ -71,7 +86,7 @@ def main() -> int:
         "bayes_auc": ev["bayes_auc"],
         "logreg": lr,
         "teacher": {k: teacher.get(k) for k in ("auc", "logloss", "gauc", "ndcg@10", "ece", "params")},
-        "train_samples_per_s": manifest["train-teacher"]["metrics"]["train_samples_per_s"],
+        "train_samples_per_s": manifest.get("train-teacher", {}).get("metrics", {}).get("train_samples_per_s"),
         "score_rows_per_s": manifest["score"]["metrics"]["rows_per_s"],
         "test_rows": ev["rows"],
         "machine": machine(),
