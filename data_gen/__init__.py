@@ -10,24 +10,28 @@ Generative process
 The world (drawn once from the seed; ``world.py``)
   * Popularity of users, items, categories and contexts is Zipf–Mandelbrot,
     ``(rank + zipf_offset) ** -zipf_exponent`` over randomly permuted ids.
-  * Categories have a latent direction ``a_c`` (norm ~1), an appeal ``b_c`` ~ N(0, 0.3²), a
-    typical log price and a rank-3 factor for the context x category cross.
+  * A two-level taxonomy: categories belong to genres (16 categories per genre). A category's
+    latent direction ``a_c`` = its genre's (norm ~1) + N(0, 0.4²/d); likewise its rank-3 factor
+    for the context x category cross. Categories also have an appeal ``b_c`` ~ N(0, 0.3²) and
+    a typical log price.
   * Items belong to a category (more items in popular categories). Item latent
-    ``v_i = a_c + N(0, 0.5²/d)``: mostly its category's, partly its own. Item appeal
-    ``b_i = b_c + N(0, 0.25²)``. Price ~ lognormal around the category's level. A static quality
-    ``q_i`` ~ N(0, 1). 7-day counters from a larger production log: ``item_impr_7d`` ~
-    Poisson(2e6 x popularity) and ``item_ctr_7d`` = clicks / impressions with clicks drawn from
-    the item's appeal and quality (NaN when the item had no impressions).
+    ``v_i = a_c + N(0, 0.25²/d)``; item appeal ``b_i = b_c + N(0, 0.2²)``; price ~ lognormal
+    around the category's level; a static quality ``q_i`` ~ N(0, 1). 7-day counters from a larger
+    production log: ``item_impr_7d`` ~ Poisson(2e6 x popularity) and ``item_ctr_7d`` = clicks /
+    impressions, clicks drawn from the item's appeal and quality (NaN when never shown).
   * Age buckets have a taste direction, a click propensity and a preferred price level
     (relative to each category's typical price).
-  * Users have an age bucket, an activity rate (heavier users also make more requests), 2-6
-    favourite categories (popular ones, tilted towards their age bucket's taste) and a latent
-    ``u = taste(age) + mean(a_c over favourites) + N(0, 0.3²/d)``; a small own bias N(0, 0.15²).
+  * Users have an age bucket, an activity rate (heavier users also make more requests), 1-2
+    favourite genres, 2-6 favourite categories (popular ones, mostly inside those genres, tilted
+    towards the age bucket's taste) and a latent
+    ``u = taste(age) + mean(a_c over favourites) + N(0, 0.2²/d)``; a small own bias N(0, 0.15²).
+  * Contexts: ``context_id = hour * 4 + surface``; the surface (think feed, search, ...) sets the
+    context's cross factor and most of its bias, the hour adds a little.
 
 A request (``sampler.py``): user by popularity, context by popularity, then
   * ``user_activity``: sessions in the last 30 days ~ Poisson(user's rate);
   * ``user_hist``: up to ``history_len`` recent items (more for active users), 70% from a
-    favourite category, the rest globally popular;
+    favourite category, the rest globally popular; ``user_hist_cat``: their categories;
   * ``user_long_hist``: up to ``long_history_len`` long-term category ids, 75% favourites;
   * ``N = candidates_per_request`` distinct candidate items, 35% retrieved from the user's
     favourite categories, the rest globally popular;

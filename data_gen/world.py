@@ -34,6 +34,7 @@ WORLD_STREAM = 0x5EED  # rng stream tag of the world tables
 MAX_FAVOURITES = 6
 CROSS_RANK = 3  # rank of the context x category cross
 N_SURFACES = 4  # context_id % N_SURFACES is the surface
+CATEGORIES_PER_GENRE = 16
 IMPRESSIONS_7D = 2e6  # impressions behind the item_ctr_7d / item_impr_7d counters
 
 
@@ -121,12 +122,17 @@ def build_world(cfg: GeneratorConfig) -> World:
     s, q = cfg.zipf_exponent, cfg.zipf_offset
     unit = 1.0 / np.sqrt(d)  # latent vectors of norm ~1
 
+    # a two-level taxonomy: categories belong to genres, which carry most of the taste geometry
+    G = max(1, C // CATEGORIES_PER_GENRE)
+    genre = rng.integers(0, G, C)
+    genre_latent = _normal(rng, unit, (G, d))
+    genre_cross = _normal(rng, 1.0 / np.sqrt(CROSS_RANK), (G, CROSS_RANK))
     # categories: popularity, taste direction, base appeal, typical price, cross factors
     cat_pop = zipf_weights(C, s, q, rng)
-    cat_latent = _normal(rng, unit, (C, d))
+    cat_latent = genre_latent[genre] + _normal(rng, 0.4 * unit, (C, d))
     cat_bias = _normal(rng, 0.3, (C,))
     cat_log_price = rng.normal(3.0, 0.8, C)
-    cat_cross = _normal(rng, 1.0 / np.sqrt(CROSS_RANK), (C, CROSS_RANK))
+    cat_cross = genre_cross[genre] + _normal(rng, 0.4 / np.sqrt(CROSS_RANK), (C, CROSS_RANK))
 
     # items: every category gets one item, the rest follow category popularity
     item_cat = np.concatenate([rng.permutation(C), rng.choice(C, size=n_items - C, p=cat_pop)]).astype(
@@ -134,9 +140,9 @@ def build_world(cfg: GeneratorConfig) -> World:
     )
     item_cat = item_cat[rng.permutation(n_items)]
     item_pop = zipf_weights(n_items, s, q, rng)
-    item_latent = cat_latent[item_cat] + _normal(rng, 0.35 * unit, (n_items, d))
+    item_latent = cat_latent[item_cat] + _normal(rng, 0.25 * unit, (n_items, d))
     item_quality = rng.normal(0.0, 1.0, n_items)
-    item_bias = cat_bias[item_cat] + _normal(rng, 0.25, (n_items,))
+    item_bias = cat_bias[item_cat] + _normal(rng, 0.2, (n_items,))
     item_price = np.round(np.exp(cat_log_price[item_cat] + rng.normal(0.0, 0.5, n_items)), 2)
     # 7-day counters from a larger production log: a noisy view of appeal and quality
     impr = rng.poisson(IMPRESSIONS_7D * item_pop).astype(np.float64)
@@ -166,14 +172,18 @@ def build_world(cfg: GeneratorConfig) -> World:
     user_rate = 3.0 * (user_pop / np.median(user_pop)) ** 0.7
     user_age = rng.choice(A, size=U, p=age_p).astype(np.int64)
     n_fav = np.minimum(2 + rng.poisson(1.5, U), min(MAX_FAVOURITES, C)).astype(np.int64)
-    tilt = np.log(cat_pop)[None, :] + 2.0 * (age_taste @ cat_latent.T)[user_age]  # [U, C]
+    # 1-2 favourite genres per user; favourite categories mostly inside them
+    fav_genre = rng.integers(0, G, (U, 2))
+    fav_genre[rng.random(U) < 0.5, 1] = -1
+    in_fav_genre = (genre[None, :] == fav_genre[:, :1]) | (genre[None, :] == fav_genre[:, 1:])  # [U, C]
+    tilt = np.log(cat_pop)[None, :] + 2.0 * (age_taste @ cat_latent.T)[user_age] + 3.0 * in_fav_genre
     gumbel = tilt + rng.gumbel(size=(U, C))
     top = np.argsort(-gumbel, axis=1)[:, : min(MAX_FAVOURITES, C)]
     fav = np.full((U, MAX_FAVOURITES), -1, dtype=np.int64)
     keep = np.arange(top.shape[1])[None, :] < n_fav[:, None]
     fav[:, : top.shape[1]] = np.where(keep, top, -1)
     fav_mean = np.where(keep[..., None], cat_latent[top], 0.0).sum(1) / n_fav[:, None]
-    user_latent = age_taste[user_age] + fav_mean + _normal(rng, 0.3 * unit, (U, d))
+    user_latent = age_taste[user_age] + fav_mean + _normal(rng, 0.2 * unit, (U, d))
     user_bias = _normal(rng, 0.15, (U,))
 
     # contexts: id = hour * N_SURFACES + surface; the surface (feed, search, ...) shapes which
@@ -182,7 +192,7 @@ def build_world(cfg: GeneratorConfig) -> World:
     surface = np.arange(K) % min(N_SURFACES, K)
     ctx_bias = _normal(rng, 0.2, (N_SURFACES,))[surface] + _normal(rng, 0.1, (K,))
     surface_cross = _normal(rng, 1.0 / np.sqrt(CROSS_RANK), (N_SURFACES, CROSS_RANK))
-    ctx_cross = surface_cross[surface] + _normal(rng, 0.3 / np.sqrt(CROSS_RANK), (K, CROSS_RANK))
+    ctx_cross = surface_cross[surface] + _normal(rng, 0.15 / np.sqrt(CROSS_RANK), (K, CROSS_RANK))
 
     return World(
         item_cat=item_cat, item_pop=item_pop, item_cdf=_cdf(item_pop), item_latent=item_latent,
