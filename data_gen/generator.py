@@ -133,9 +133,9 @@ def generate(cfg: GeneratorConfig, out_dir: str | Path, *, progress: bool = True
         "rows_per_s": round(sum(rows.values()) / seconds, 1),
         "base_ctr_target": cfg.base_ctr,
         "base_logit": base_logit,
-        "ctr_observed": clicks_ratio(sum(clicks.values()), labelled_rows),
-        "ctr_observed_by_split": {n: clicks_ratio(clicks[n], rows[n]) for n in SPLITS},
-        "mean_true_ctr_by_file": {n: clicks_ratio(ctr_sum[n], rows[n]) for n in names},
+        "ctr_observed": _ratio(sum(clicks.values()), labelled_rows),
+        "ctr_observed_by_split": {n: _ratio(clicks[n], rows[n]) for n in SPLITS},
+        "mean_true_ctr_by_file": {n: _ratio(ctr_sum[n], rows[n]) for n in names},
         "bayes_auc": roc_auc(y, p),
         "bayes_logloss": log_loss(y, p),
         "features": _feature_summary(schema),
@@ -144,7 +144,7 @@ def generate(cfg: GeneratorConfig, out_dir: str | Path, *, progress: bool = True
     }
 
 
-def clicks_ratio(num: float, den: int) -> float | None:
+def _ratio(num: float, den: int) -> float | None:
     return float(num) / den if den else None
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from teacher_util import TINY_CFG, reference_train, tiny_inputs, tiny_split
 
-from recdistill.errors import ArtefactError, DataError
+from recdistill.errors import ArtefactError, ConfigError, DataError
 from recdistill.models.teacher import TeacherTrainTask, build_teacher
 from recdistill.teacher.checkpoint import CHECKPOINTS, MODEL_FILE, load_teacher
 from recdistill.teacher.distributed import distributed_context, make_optimizer, shard_model
@@ -63,6 +63,12 @@ def test_fused_sparse_optimizer_uses_configured_lr() -> None:
         t = got[name]
         t = t.local_shards()[0].tensor if isinstance(t, ShardedTensor) else t
         assert torch.allclose(t, ref, atol=1e-5), name
+
+
+def test_sparse_adam_is_refused_on_cpu(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(TINY_CFG, sparse_optimizer="adam")
+    with pytest.raises(ConfigError, match="'adam' needs a GPU"):
+        train_teacher(cfg, tiny_inputs(), tiny_split(128, 0), None, tmp_path, progress=False)
 
 
 def test_train_task_loss_decreases() -> None:

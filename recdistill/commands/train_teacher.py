@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from recdistill.config.loader import from_mapping, load_yaml
+from recdistill.config.run import load_config
 from recdistill.config.teacher import TeacherConfig
 
 
@@ -19,7 +19,7 @@ def load_teacher_config(path: str | Path | None) -> TeacherConfig:
     """The ``teacher`` section of a run YAML (defaults when ``path`` is None or has no section)."""
     if path is None:
         return TeacherConfig()
-    return from_mapping(TeacherConfig, load_yaml(path).get("teacher"), source=str(path), where="teacher")
+    return load_config(path).teacher
 
 
 def register(sub: Any) -> None:

@@ -1,8 +1,8 @@
 """Teacher section: the heavy TorchRec ranker's architecture, optimisers and training loop.
 
-Sizes are per ensemble member. The default is heavy for a 2-core machine (about 10-20 million
-parameters per member on the demo data, most of them embedding rows) yet trains an epoch of
-~1M rows in minutes. Example YAML::
+Sizes are per ensemble member. The default is heavy for a 2-core machine (8.0 million
+parameters per member on the demo data, 6.2 million of them embedding rows: the count grows with
+the vocabularies) yet trains an epoch of ~1M rows in minutes. Example YAML::
 
     teacher:
       embedding_dim: 64
@@ -37,9 +37,14 @@ class TeacherConfig:
 
     Optimisation: ``batch_size`` is the global batch (split evenly across ranks). Embeddings use
     a fused sparse optimiser (``sparse_optimizer`` at ``lr_sparse``), dense layers Adam(W) at
-    ``lr_dense``. ``schedule`` scales both rates after ``warmup_steps`` of linear warm-up, down to
+    ``lr_dense`` (``weight_decay`` applies to dense layers only: FBGEMM's CPU kernels ignore a
+    sparse weight decay). ``schedule`` scales both rates after ``warmup_steps`` of linear warm-up, down to
     ``min_lr_ratio``. Training stops once more than ``patience`` epochs in a row fail to lower the
     validation logloss by ``min_delta`` (``patience: 0`` stops at the first); the best epoch is kept.
+
+    One epoch by default: on the demo data (0.8M training rows, 45k items) a second epoch
+    memorises the id embeddings and validation AUC falls from 0.823 to 0.79 (the "one-epoch
+    phenomenon" of deep CTR models); raise ``epochs`` for larger or less id-heavy data.
     """
 
     # architecture
@@ -53,10 +58,10 @@ class TeacherConfig:
     ensemble_size: int = 1
     ensemble_width_scales: tuple[float, ...] = ()
     # optimisation
-    batch_size: int = 2048
-    eval_batch_size: int = 16384
-    epochs: int = 4
-    lr_dense: float = 1e-3
+    batch_size: int = 1024
+    eval_batch_size: int = 2048
+    epochs: int = 1
+    lr_dense: float = 2e-3
     lr_sparse: float = 0.05
     sparse_optimizer: SparseOptimizer = "rowwise_adagrad"
     weight_decay: float = 0.0

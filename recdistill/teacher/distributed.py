@@ -35,6 +35,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
 from recdistill.config.teacher import TeacherConfig
+from recdistill.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,11 @@ def shard_model(model: nn.Module, cfg: TeacherConfig, ctx: DistContext) -> Distr
     the sharded tables receive exactly those weights, so training starts from the same point
     whatever the world size.
     """
+    if cfg.sparse_optimizer == "adam" and ctx.device.type == "cpu":
+        raise ConfigError(
+            "teacher.sparse_optimizer 'adam' needs a GPU: FBGEMM's CPU kernels train tables with "
+            "rowwise_adagrad, adagrad or sgd"
+        )
     full_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt_cls, opt_kwargs = sparse_optimizer(cfg)
     for ebc in embedding_collections(model):

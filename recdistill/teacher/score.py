@@ -82,8 +82,9 @@ def check_teacher_inputs(teacher: LoadedTeacher, inputs: TeacherInputs, preproce
         )
 
 
-def predict_logits(model: TeacherEnsemble, batch: ModelBatch, *, micro_batch: int = 8192) -> np.ndarray:
-    """FP32 logits ``[B]`` of an unsharded teacher, ``micro_batch`` rows per forward."""
+def predict_logits(model: TeacherEnsemble, batch: ModelBatch, *, micro_batch: int = 1024) -> np.ndarray:
+    """FP32 logits ``[B]`` of an unsharded teacher, ``micro_batch`` rows per forward (1024 keeps the
+    activations in cache: about twice the rows/s of 8192 on this machine)."""
     out = np.empty(len(batch), dtype=np.float32)
     with torch.inference_mode():
         for s in range(0, len(batch), micro_batch):

@@ -38,6 +38,7 @@ from recdistill.teacher.distributed import (
     shard_model,
     sharding_summary,
 )
+from recdistill.teacher.evaluate import evaluate_split, to_tensors
 
 Split = tuple[ModelBatch, Targets]
 StepHook = Callable[[int, int], None]
@@ -78,60 +79,6 @@ def epoch_batches(n_rows: int, batch_size: int, seed: int, epoch: int) -> np.nda
     steps = n_rows // batch_size
     perm = np.random.default_rng([seed, epoch]).permutation(n_rows)
     return perm[: steps * batch_size].reshape(steps, batch_size)
-
-
-def to_tensors(batch: ModelBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (
-        torch.from_numpy(np.ascontiguousarray(batch.dense)).to(device),
-        torch.from_numpy(np.ascontiguousarray(batch.ids)).to(device),
-        torch.from_numpy(np.ascontiguousarray(batch.multi)).to(device),
-    )
-
-
-def binary_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Logloss and AUC of logits against 0/1 labels."""
-    from sklearn.metrics import roc_auc_score
-
-    z = logits.astype(np.float64)
-    y = labels.astype(np.float64)
-    # log(1 + exp(-z)) for y=1, log(1 + exp(z)) for y=0, computed stably
-    logloss = float(np.mean(np.logaddexp(0.0, -z) * y + np.logaddexp(0.0, z) * (1 - y)))
-    auc = float(roc_auc_score(y, z)) if 0 < y.sum() < len(y) else float("nan")
-    return {"logloss": logloss, "auc": auc}
-
-
-def _evaluate(dmp: torch.nn.Module, data: Split, cfg: TeacherConfig, ctx: DistContext) -> dict[str, float]:
-    """Logloss/AUC on a split; every rank scores an equal share of every chunk (padded)."""
-    batch, targets = data
-    n = len(batch)
-    ws = ctx.world_size
-    per_rank = max(1, cfg.eval_batch_size // ws)
-    dmp.eval()
-    local: list[np.ndarray] = []
-    with torch.no_grad():
-        for start in range(0, n, per_rank * ws):
-            idx = np.arange(start, min(n, start + per_rank * ws))
-            b = math.ceil(len(idx) / ws)
-            padded = np.resize(idx, b * ws)  # repeats rows so every rank runs the same batch size
-            mine = padded[ctx.rank * b : (ctx.rank + 1) * b]
-            dense, ids, multi = to_tensors(batch.take(mine), ctx.device)
-            label = torch.zeros(len(mine), device=ctx.device)
-            _, logits = dmp(dense, ids, multi, label)
-            local.append(logits.float().cpu().numpy())
-    dmp.train()
-    gathered: list[Any] = [None] * ws
-    dist.all_gather_object(gathered, local)
-    parts = []
-    for start_i, start in enumerate(range(0, n, per_rank * ws)):
-        m = min(n, start + per_rank * ws) - start
-        parts.append(np.concatenate([g[start_i] for g in gathered])[:m])
-    logits = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    out = binary_metrics(logits, targets.label)
-    if n and np.isfinite(targets.true_ctr).all():  # synthetic data: the Bayes-optimal reference
-        p = np.clip(targets.true_ctr.astype(np.float64), 1e-7, 1 - 1e-7)
-        bayes = binary_metrics(np.log(p) - np.log1p(-p), targets.label)
-        out.update({f"bayes_{k}": v for k, v in bayes.items()})
-    return out
 
 
 def _check_labels(data: Split, name: str) -> None:
@@ -276,7 +223,9 @@ def _train(
             "samples_per_s": steps_per_epoch * cfg.batch_size / dt,
         }
         if valid is not None:
-            record.update({f"valid_{k}": v for k, v in _evaluate(dmp, valid, cfg, ctx).items()})
+            record.update(
+                {f"valid_{k}": v for k, v in evaluate_split(dmp, valid, cfg.eval_batch_size, ctx).items()}
+            )
             current = record["valid_logloss"]
         else:
             current = -epoch  # no validation split: the last epoch is the best
@@ -289,7 +238,9 @@ def _train(
         state["stopped_early"] = state["bad_epochs"] > cfg.patience
         if ctx.is_main:
             shown = ", ".join(
-                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in record.items()
+                if k != "epoch"
             )
             print(f"teacher epoch {epoch}: {shown}", flush=True)
         ckpt.save_epoch(
