@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from recdistill.errors import RecDistillError
@@ -41,7 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_progress_when_logged() -> None:
+    """Progress bars redraw every 0.1 s; in a log file (stderr not a terminal) that is thousands of
+    lines per stage, so there they redraw every 30 s (``TQDM_MININTERVAL`` set by the user wins)."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
+
+
+def quiet_third_party_noise() -> None:
+    """Silence library messages that say nothing about this run: TorchRec's planner warns about
+    dry-run size estimates on every sharding plan, DMP about a deprecated DDP argument it passes
+    itself, and torch.fx about an API rename."""
+    logging.getLogger("torchrec.distributed.planner").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*broadcast_buffers.*", category=FutureWarning)
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_progress_when_logged()
+    quiet_third_party_noise()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

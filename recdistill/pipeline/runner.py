@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from recdistill.config import to_mapping
 from recdistill.errors import ConfigError
+from recdistill.pipeline.code_version import code_inputs
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.manifest import Manifest, StageRecord, fingerprint
 from recdistill.pipeline.preflight import preflight
@@ -34,7 +35,7 @@ def run_pipeline(
     total = time.perf_counter()
     for i, stage in enumerate(stages, 1):
         forced = forced or stage.name == from_stage
-        inputs = stage.inputs(ctx)
+        inputs = {**stage.inputs(ctx), **code_inputs(stage.name)}
         fp = fingerprint(inputs)
         tag = f"[{i}/{len(stages)}] {stage.name:<14}"
         if not forced and manifest.is_current(stage.name, fp, stage.outputs(ctx)):
