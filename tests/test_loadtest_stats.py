@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recdistill.commands import loadtest as loadtest_cmd
+from recdistill.cli import main
 from recdistill.config.loadtest import CapacitySearchConfig, LoadTestConfig, SloTarget, load_loadtest_config
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.schema import Schema
@@ -441,19 +441,15 @@ def test_closed_loop_latency_is_service_time() -> None:
 
 
 # -- command-line errors that need no server --------------------------------------------------------
+def _output(capsys: pytest.CaptureFixture[str]) -> str:
+    """What the command wrote, stdout then stderr (errors go to stderr)."""
+    out, err = capsys.readouterr()
+    return out + err
+
+
 def _cli(argv: list[str]) -> int:
-    import argparse
-
-    from recdistill.errors import RecDistillError
-
-    parser = argparse.ArgumentParser(prog="recdistill")
-    loadtest_cmd.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["loadtest", *argv])
-    try:
-        return int(args.func(args))
-    except RecDistillError as e:
-        print(f"recdistill loadtest: error: {e}")
-        return 2
+    """``recdistill loadtest ...`` through the real entry point (errors: exit 2, one line on stderr)."""
+    return main(["loadtest", *argv])
 
 
 def test_cli_rejects_bad_arguments_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -461,17 +457,17 @@ def test_cli_rejects_bad_arguments_at_once(tmp_path: Path, capsys: pytest.Captur
     bad = tmp_path / "slo.yaml"
     bad.write_text("targets:\n  - {model: noop, rate: 10, p99_ms: -1}\n")
     assert _cli(["--url", "127.0.0.1:1", "--model", "noop", "--slo", str(bad), *base]) == 2
-    assert "p99_ms must be > 0" in capsys.readouterr().out
+    assert "p99_ms must be > 0" in _output(capsys)
     assert _cli(["--url", "192.168.0.5:8001", "--model", "noop", "--rate", "10", *base]) == 2
-    assert "loopback" in capsys.readouterr().out
+    assert "loopback" in _output(capsys)
     assert _cli(["--url", "127.0.0.1:1", "--model", "noop", *base]) == 2
-    assert "nothing to do" in capsys.readouterr().out
+    assert "nothing to do" in _output(capsys)
     assert _cli(["--url", "127.0.0.1:1", "--model", "noop", "--find-capacity", *base]) == 2
-    assert "needs a p99 target" in capsys.readouterr().out
+    assert "needs a p99 target" in _output(capsys)
     good = tmp_path / "good.yaml"
     good.write_text("targets:\n  - {model: noop, rate: 10, p99_ms: 5}\n")
     assert _cli(["--url", "127.0.0.1:1", "--model", "other", "--slo", str(good), *base]) == 2
-    assert "no targets for model 'other'" in capsys.readouterr().out
+    assert "no targets for model 'other'" in _output(capsys)
     assert LoadTestConfig().candidates == 128
 
 

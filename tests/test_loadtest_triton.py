@@ -8,7 +8,6 @@ partial results written) and, when perf_analyzer can run here, the cross-check.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -20,12 +19,12 @@ from pathlib import Path
 import pytest
 import tritonclient.http as httpclient
 
-from recdistill.commands import loadtest as loadtest_cmd
+from recdistill.cli import main
 from recdistill.config.data import GeneratorConfig
 from recdistill.config.loadtest import LoadTestConfig
 from recdistill.config.serving import ServingConfig
 from recdistill.data.schema import Schema
-from recdistill.errors import RecDistillError, ServingError
+from recdistill.errors import ServingError
 from recdistill.serving.contract import InputContract
 from recdistill.serving.launcher import TritonServer, free_ports
 from recdistill.serving.repository import ModelSpec, write_repository
@@ -35,16 +34,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.triton]
 FAST = ["--warmup", "0.5", "--duration", "1.5", "--candidates", "128"]
 
 
+def _output(capsys: pytest.CaptureFixture[str]) -> str:
+    """What the command wrote, stdout then stderr (errors go to stderr)."""
+    out, err = capsys.readouterr()
+    return out + err
+
+
 def _cli(argv: list[str]) -> int:
-    """``recdistill loadtest ...`` in-process, with the CLI's error handling (exit 2 + one line)."""
-    parser = argparse.ArgumentParser(prog="recdistill")
-    loadtest_cmd.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["loadtest", *argv])
-    try:
-        return int(args.func(args))
-    except RecDistillError as e:
-        print(f"recdistill loadtest: error: {e}")
-        return 2
+    """``recdistill loadtest ...`` through the real entry point (errors: exit 2, one line on stderr)."""
+    return main(["loadtest", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +79,7 @@ def test_open_loop_slo_pass_and_miss(
     out = tmp_path / "pass"
     code = _cli(["--url", server.grpc_url, "--model", "noop", "--data", str(data_file), "--slo", str(slo),
                  "--out", str(out), *FAST])  # fmt: skip
-    text = capsys.readouterr().out
+    text = _output(capsys)
     assert code == 0, text
     assert "PASS noop @ 100 rps (p99 target 2000 ms): p99" in text
     assert "client and server share this machine's" in text
@@ -107,7 +105,7 @@ def test_open_loop_slo_pass_and_miss(
     strict.write_text("targets:\n  - {model: noop, rate: 100, p99_ms: 0.01}\n")
     code = _cli(["--url", server.grpc_url, "--model", "noop", "--data", str(data_file), "--slo", str(strict),
                  "--out", str(tmp_path / "miss"), *FAST])  # fmt: skip
-    text = capsys.readouterr().out
+    text = _output(capsys)
     assert code == 1, text
     assert "MISS noop @ 100 rps (p99 target 0.01 ms): p99" in text and "over by" in text
     verdict = json.loads((tmp_path / "miss" / "results.json").read_text())["slo"][0]
@@ -120,7 +118,7 @@ def test_closed_loop_sweep_and_ranker_ensemble(
     out = tmp_path / "closed"
     code = _cli(["--url", server.grpc_url, "--model", "noop", "--data", str(data_file), "--concurrency", "1,2",
                  "--out", str(out), *FAST])  # fmt: skip
-    assert code == 0, capsys.readouterr().out
+    assert code == 0, _output(capsys)
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [(r["mode"], r["concurrency"]) for r in runs] == [("closed", 1), ("closed", 2)]
     for r in runs:
@@ -132,7 +130,7 @@ def test_closed_loop_sweep_and_ranker_ensemble(
 
     code = _cli(["--url", server.grpc_url, "--model", "ranker", "--data", str(data_file), "--concurrency", "1",
                  "--out", str(tmp_path / "ranker"), *FAST])  # fmt: skip
-    assert code == 0, capsys.readouterr().out
+    assert code == 0, _output(capsys)
     run = json.loads((tmp_path / "ranker" / "results.json").read_text())["runs"][0]
     assert run["server"]["model"] == "ranker"
     composing = run["server"]["composing"]["noop"]
@@ -145,11 +143,11 @@ def test_unreachable_server_and_unknown_model(
     (port,) = free_ports(1)
     code = _cli(["--url", f"127.0.0.1:{port}", "--model", "noop", "--data", str(data_file), "--rate", "10",
                  "--out", str(tmp_path / "a"), *FAST])  # fmt: skip
-    text = capsys.readouterr().out
+    text = _output(capsys)
     assert code == 2 and f"cannot reach a Triton server over gRPC at 127.0.0.1:{port}" in text
     code = _cli(["--url", server.grpc_url, "--model", "nope", "--data", str(data_file), "--rate", "10",
                  "--out", str(tmp_path / "b"), *FAST])  # fmt: skip
-    text = capsys.readouterr().out
+    text = _output(capsys)
     assert code == 2 and "model 'nope' is not ready" in text and "noop (READY)" in text
     assert not (tmp_path / "b" / "results.json").exists()  # failed before any traffic
 
@@ -191,7 +189,7 @@ def test_server_killed_mid_test_writes_partial_results(
         stop.set()
         killer.join(timeout=5)
         srv.stop()
-    text = capsys.readouterr().out
+    text = _output(capsys)
     assert code == 2, text
     assert "ended early" in text and "partial results written" in text
     run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
