@@ -5,7 +5,9 @@ Python backend runs) and, per repetition, every stage runs once on the same real
 noisy neighbour on the shared machine slows all stages of that repetition alike::
 
     validate     validate_request on the wire tensors (the backend does this before predict)
-    preprocess   mlp / teacher: Preprocessor.transform; gbdt: GbdtFeaturizer.transform
+    preprocess   mlp / teacher: Preprocessor.transform; gbdt: GbdtFeaturizer.transform (the
+                 library's table-driven paths; :mod:`_latency_fastpath` times them against the
+                 per-feature references they replace)
     model        on that output: mlp onnxruntime session.run + sigmoid; gbdt trees; teacher torch
     predict      predictor.predict(raw): the whole in-process path (preprocess + model + glue)
 

@@ -10,7 +10,12 @@ Fit (streaming Polars over the training file):
     missing values in training, sets a missing-indicator column appended after the dense block.
 
 ``transform`` works on numpy raw tensors only (no Polars, no torch), which is what the Triton
-Python backend runs. Artefact layout (``preprocess/``): ``preprocessor.json`` + ``vocab/<table>.npy``.
+Python backend runs. At 128 rows a per-feature chain of small numpy calls costs more in call
+overhead than in work, so ``transform`` maps each whole id tensor with ONE gather from tables built
+at load time (:class:`_GatherPlan`); :meth:`Preprocessor._transform_reference` is the plain
+per-feature definition it must equal bit for bit (tests check it; it also produces the error
+messages for bad ids). Artefact layout (``preprocess/``): ``preprocessor.json`` +
+``vocab/<table>.npy``; the gather tables are derived from it, never saved.
 """
 
 from __future__ import annotations
@@ -75,8 +80,16 @@ class Preprocessor:
         self._std = np.array([dense_stats[f.name].std for f in dense], dtype=np.float32)
         self._log1p = np.array([f.transform == "log1p" for f in dense], dtype=bool)
         self._indicator_cols = [j for j, f in enumerate(dense) if dense_stats[f.name].has_missing]
-        self._luts = {name: _lookup_table(v) for name, v in vocabs.items()}
+        self._log1p_cols = np.flatnonzero(self._log1p)
         self._dense, self._categorical, self._multi = dense, schema.categorical, schema.multi
+        self._luts: dict[str, np.ndarray | None] = {}
+        self._segments: dict[str, tuple[int, int]] = {}  # vocabulary -> (start, last) in _rows
+        self._rows = self._build_row_table()  # also fills self._luts (views into the table)
+        self._plans = {
+            (kind, student): self._plan(kind, student=student)
+            for kind in ("categorical", "multi")
+            for student in (False, True)
+        }
 
     # -- shape facts models need ------------------------------------------------------------
     @property
@@ -113,9 +126,59 @@ class Preprocessor:
     def transform(self, raw: RawBatch, *, student_only: bool = False) -> ModelBatch:
         """Raw request tensors -> model tensors (numpy only; used by training and serving).
 
-        ``student_only`` skips the lookups of ``teacher_only`` id features (their columns come
-        back as padding rows), which a served student never reads: same output for the student.
+        ``raw``: dense FP32 ``[B, n_dense]``, ids INT64 ``[B, n_categorical]``, multi INT64
+        ``[B, n_multi, max_len]``; returns dense FP32 ``[B, dense_dim]``, ids and multi INT64 of
+        the input shapes (see :mod:`recdistill.data.batch`). ``student_only`` skips the lookups of
+        ``teacher_only`` id features (their columns come back as padding rows), which a served
+        student never reads: same output for the student.
+
+        Bit for bit equal to :meth:`_transform_reference`; inputs the fast path does not take
+        (ids below -1, other id dtypes) go through the reference, which raises the same errors.
         """
+        n = len(raw)
+        _check_shape("dense", raw.dense, (n, len(self._dense)))
+        _check_shape("ids", raw.ids, (n, len(self._categorical)))
+        _check_shape("multi", raw.multi, (n, len(self._multi), self.max_len))
+        if not (_gatherable(raw.ids) and _gatherable(raw.multi)):
+            return self._transform_reference(raw, student_only=student_only)
+        dense = self._dense_block(raw.dense)
+        ids = self._gather(raw.ids, self._plans["categorical", student_only])
+        multi = self._gather(raw.multi, self._plans["multi", student_only])
+        return ModelBatch(dense=dense, ids=ids, multi=multi)
+
+    def _dense_block(self, raw_dense: np.ndarray) -> np.ndarray:
+        """FP32 ``[B, dense_dim]``: the reference's dense arithmetic (same ops on the same operand
+        layouts, so the same bits), written into one output array instead of concatenated."""
+        x = raw_dense.astype(np.float32, copy=True)
+        missing = np.isnan(x)
+        if np.isinf(x).any():
+            raise DataError("dense: holds inf values; expected finite numbers or NaN for missing")
+        if self._log1p_cols.size:
+            v = x[:, self._log1p_cols]  # [B, n_log1p] contiguous, as x[:, mask] in the reference
+            x[:, self._log1p_cols] = np.sign(v) * np.log1p(np.abs(v))
+        d = x.shape[1]
+        out = np.empty((x.shape[0], d + len(self._indicator_cols)), dtype=np.float32)
+        xs = out[:, :d]
+        np.subtract(x, self._mean, out=xs)
+        np.divide(xs, self._std, out=xs)
+        xs[missing] = 0.0
+        if self._indicator_cols:
+            out[:, d:] = missing[:, self._indicator_cols]
+        return out
+
+    def _gather(self, x: np.ndarray, plan: _GatherPlan) -> np.ndarray:
+        """Embedding rows of a whole id tensor ``[B, C]`` / ``[B, C, L]`` in one gather:
+        ``rows[..., j, ...] = table[min(start_j + id, last_j)]`` (see :meth:`_build_row_table`)."""
+        pos = x + plan.start  # id -1 -> the segment's PAD_ROW slot; wraps for ids near 2**63
+        upos = pos.view(np.uint64)  # ... which, as uint64, are above `last` like every huge id
+        np.minimum(upos, plan.last, out=upos)
+        rows = self._rows[pos]
+        for j, f in plan.fallback:
+            rows[:, j] = self._lookup(f, x[:, j])
+        return rows
+
+    def _transform_reference(self, raw: RawBatch, *, student_only: bool = False) -> ModelBatch:
+        """The per-feature definition of :meth:`transform` (kept as its reference and error path)."""
         n = len(raw)
         _check_shape("dense", raw.dense, (n, len(self._dense)))
         _check_shape("ids", raw.ids, (n, len(self._categorical)))
@@ -137,6 +200,47 @@ class Preprocessor:
                 PAD_ROW if (student_only and f.teacher_only) else self._lookup(f, raw.multi[:, j, :])
             )
         return ModelBatch(dense=np.ascontiguousarray(dense, dtype=np.float32), ids=ids, multi=multi)
+
+    def _build_row_table(self) -> np.ndarray:
+        """One INT64 table holding, per vocabulary with a direct lookup table, a segment
+        ``[PAD_ROW, lut[0], ..., lut[-1]]`` (``lut[-1]`` is OOV_ROW), after a first 1-slot
+        segment ``[PAD_ROW]`` for columns that are all padding. Fills ``self._luts`` with views
+        into it (``_lookup`` reads them), so the tables exist once in memory, and ``_segments``."""
+        luts = {name: _lookup_table(v) for name, v in self.vocabs.items()}
+        sizes = [1] + [lut.size + 1 for lut in luts.values() if lut is not None]
+        table = np.empty(int(sum(sizes)), dtype=np.int64)
+        table[0] = PAD_ROW
+        at = 1
+        for name, lut in luts.items():
+            if lut is None:
+                self._luts[name] = None
+                continue
+            table[at] = PAD_ROW
+            table[at + 1 : at + 1 + lut.size] = lut
+            self._luts[name] = table[at + 1 : at + 1 + lut.size]
+            self._segments[name] = (at + 1, at + lut.size)
+            at += lut.size + 1
+        return table
+
+    def _plan(self, kind: str, *, student: bool) -> _GatherPlan:
+        """Per column of the ``kind`` id tensor: where its segment starts and ends in the row table;
+        hashed and large-id vocabularies are mapped column by column (``fallback``)."""
+        feats = self.schema.by_kind(kind)
+        start = np.ones(len(feats), dtype=np.int64)  # default: the all-padding segment [0]
+        last = np.zeros(len(feats), dtype=np.uint64)
+        fallback = []
+        for j, f in enumerate(feats):
+            if student and f.teacher_only:
+                continue
+            seg = self._segments.get(self.table_name(f.name))
+            if seg is None:
+                fallback.append((j, f))
+            else:
+                start[j], last[j] = seg[0], seg[1]
+        if kind == "multi":  # [M, max_len]: a contiguous operand broadcasts fast over [B, M, L]
+            start = np.ascontiguousarray(np.repeat(start[:, None], self.max_len, axis=1))
+            last = np.ascontiguousarray(np.repeat(last[:, None], self.max_len, axis=1))
+        return _GatherPlan(start, last, tuple(fallback))
 
     def _lookup(self, f: FeatureSpec, x: np.ndarray) -> np.ndarray:
         if (x < MISSING_ID).any():
@@ -216,6 +320,22 @@ class Preprocessor:
             vocabs[name] = v
         stats = {k: DenseStats(**v) for k, v in meta["dense_stats"].items()}
         return cls(schema, stats, vocabs, {k: int(v) for k, v in meta["hash_buckets"].items()})
+
+
+@dataclass(frozen=True)
+class _GatherPlan:
+    """How one id tensor maps to embedding rows with one gather: for column ``j`` (shape ``[C]``
+    for ids, ``[C, max_len]`` for multi) ``start`` is the row-table index of id 0 and ``last`` the
+    index of the segment's OOV slot; ``fallback`` columns are looked up one by one afterwards."""
+
+    start: np.ndarray  # int64
+    last: np.ndarray  # uint64
+    fallback: tuple[tuple[int, FeatureSpec], ...]
+
+
+def _gatherable(x: np.ndarray) -> bool:
+    """INT64 ids all >= -1 (MISSING_ID): what the one-gather path takes."""
+    return x.dtype == np.int64 and (x.size == 0 or int(x.min()) >= MISSING_ID)
 
 
 def _lookup_table(vocab: np.ndarray) -> np.ndarray | None:

@@ -26,6 +26,15 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
+# state of an id against sorted keys [K]: missing (-1), unseen (not a key), or k + 2 for keys[k]
+STATE_MISSING = 0
+STATE_UNSEEN = 1
+# direct lookup tables (index = id + 1): ids below LUT_MAX_ID, and no more slots than
+# max(LUT_MIN_SLOTS, LUT_SLOTS_PER_KEY * keys): a sparse id range is searched instead
+LUT_MAX_ID = 1 << 22
+LUT_MIN_SLOTS = 1 << 16
+LUT_SLOTS_PER_KEY = 32
+
 
 def lookup(keys: I64, x: I64) -> I64:
     """Position of every id of ``x`` (any shape) in the sorted ``keys`` ``[K]``; -1 if absent or missing."""
@@ -33,6 +42,84 @@ def lookup(keys: I64, x: I64) -> I64:
         return np.full(x.shape, -1, dtype=np.int64)
     pos = np.minimum(np.searchsorted(keys, x), keys.size - 1)
     return np.where((keys[pos] == x) & (x != MISSING_ID), pos, -1).astype(np.int64)
+
+
+def id_states(keys: I64, x: I64) -> I64:
+    """State of every id of ``x`` (any shape) against the sorted ``keys`` ``[K]`` (by search)."""
+    idx = lookup(keys, x)
+    return np.where(x == MISSING_ID, STATE_MISSING, np.where(idx >= 0, idx + 2, STATE_UNSEEN))
+
+
+def lut_size(*keys: I64) -> int | None:
+    """Length of a direct table ``lut[min(id + 1, size - 1)]`` covering every id of ``keys``
+    (its last slot stands for all larger ids); None when an id is negative or >= LUT_MAX_ID, or
+    when the table would be sparse (see LUT_SLOTS_PER_KEY)."""
+    top, n = -1, 0
+    for k in keys:
+        if k.size:
+            if int(k.min()) < 0 or int(k.max()) >= LUT_MAX_ID:
+                return None
+            top, n = max(top, int(k.max())), n + k.size
+    size = top + 3
+    return size if size <= max(LUT_MIN_SLOTS, LUT_SLOTS_PER_KEY * n) else None
+
+
+def id_table(
+    keys: I64, values: np.ndarray, *, missing: int, other: int, size: int, dtype: type = np.int64
+) -> np.ndarray:
+    """``lut [size]`` with ``lut[id + 1] = values[k]`` for ``id = keys[k]``, ``missing`` for id -1
+    (slot 0) and ``other`` for every other id; read it as ``lut[min(id + 1, size - 1)]``."""
+    lut: np.ndarray = np.full(size, other, dtype=dtype)
+    lut[0] = missing
+    lut[keys + 1] = values
+    return lut
+
+
+_PW_BLOCK = 128  # numpy's PW_BLOCKSIZE
+_SUM_ORDER_OK: dict[int, bool] = {}
+
+
+def pairwise_sum(v: F64) -> F64:
+    """``v [L, ...]`` summed over its first axis in numpy's own order, vectorized over the rest.
+
+    ``np.sum`` over a contiguous axis of length ``L`` adds pairwise (numpy 1.x
+    ``pairwise_sum``: below 8 items one by one from 0.0; up to 128 eight running sums combined as
+    ``((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7))`` then the rest one by one; longer rows split in two).
+    For every position of the trailing axes this returns exactly what ``np.sum`` returns for the
+    ``L`` values there, with ~10 numpy calls for the whole block instead of one reduction call per
+    row (keep the last axis long and contiguous). Check :func:`sum_order_matches` before relying
+    on it with a given numpy.
+    """
+    n = v.shape[0]
+    if n < 8:
+        res = np.zeros(v.shape[1:], dtype=v.dtype)
+        for i in range(n):
+            res += v[i]
+        return res
+    if n <= _PW_BLOCK:
+        r = v[:8].copy()
+        stop = n - n % 8
+        for i in range(8, stop, 8):
+            r += v[i : i + 8]
+        a = r[0::2] + r[1::2]  # (r0+r1), (r2+r3), (r4+r5), (r6+r7)
+        res = (a[0] + a[1]) + (a[2] + a[3])
+        for i in range(stop, n):
+            res += v[i]
+        return res
+    half = n // 2
+    half -= half % 8
+    return pairwise_sum(v[:half]) + pairwise_sum(v[half:])
+
+
+def sum_order_matches(length: int) -> bool:
+    """Whether :func:`pairwise_sum` equals ``np.sum(axis=-1)`` bit for bit on rows of ``length``
+    with this numpy (checked once per length on values spread over 16 orders of magnitude)."""
+    if length not in _SUM_ORDER_OK:
+        rng = np.random.default_rng(length)
+        v = rng.standard_normal((2, 64, length)) * 10.0 ** rng.integers(-8, 8, size=(2, 64, length))
+        got = pairwise_sum(np.moveaxis(v, 2, 0))  # [2, 64]
+        _SUM_ORDER_OK[length] = bool(np.array_equal(got, v.sum(axis=2)))
+    return _SUM_ORDER_OK[length]
 
 
 def check_ids(name: str, x: I64) -> None:

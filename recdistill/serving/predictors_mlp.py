@@ -68,15 +68,24 @@ class OnnxMlpPredictor:
                 f"{d}: the preprocessing schema gives input contract {InputContract.from_schema(self.pre.schema)}, "
                 f"the model config declares {contract}"
             )
-        self._inputs = [i.name for i in self.session.get_inputs()]
+        self._inputs = tuple(i.name for i in self.session.get_inputs())
+        unknown = [n for n in self._inputs if n not in ("dense", "ids", "multi")]
+        if unknown:
+            raise ArtefactError(f"{d / MODEL_FILE}: unexpected inputs {unknown}; expected dense, ids, multi")
+        self._outputs = [OUTPUT_NAME]
 
     def predict(self, raw: RawBatch) -> F32:
         mb = self.pre.transform(raw, student_only=True)  # teacher_only columns are never read
-        arrays = {"dense": mb.dense, "ids": mb.ids, "multi": mb.multi}
-        (logit,) = self.session.run([OUTPUT_NAME], {name: arrays[name] for name in self._inputs})
-        x = np.asarray(logit, dtype=np.float64).reshape(-1)
-        with np.errstate(over="ignore"):
-            return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+        (logit,) = self.session.run(self._outputs, {name: getattr(mb, name) for name in self._inputs})
+        x = np.array(logit, dtype=np.float64).reshape(-1)  # a copy we own: exact ops run in place
+        # 1 / (1 + exp(-x)) in float64; capping -x at 700 avoids exp overflow (and np.errstate) and
+        # changes no FP32 result: both ways give 0.0 for x < -104. exp runs out of place, as before.
+        np.negative(x, out=x)
+        np.minimum(x, 700.0, out=x)
+        e = np.exp(x)
+        e += 1.0
+        np.divide(1.0, e, out=e)
+        return e.astype(np.float32)
 
 
 def load(spec: PredictorSpec) -> Predictor:

@@ -14,6 +14,7 @@ is re-applied below so ``recdistill`` imports even when it is not installed in t
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -45,6 +46,11 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         self.model = ServedModel.from_triton_args(args)
+        # Everything loaded so far (modules, model, tables) lives as long as the process: move it
+        # out of the collector's reach, so a full collection during a request scans only the
+        # objects requests create (not hundreds of thousands of import-time objects: ms pauses).
+        gc.collect()
+        gc.freeze()
 
     def execute(self, requests: list[Any]) -> list[Any]:
         try:
