@@ -30,9 +30,6 @@ class FastPathMismatchError(Exception):
     """A library transform differs from its reference (a bug: report it, trust neither)."""
 
 
-PrototypeMismatchError = FastPathMismatchError  # the name _latency_phases imports
-
-
 def _perturb(raw: RawBatch, rng: np.random.Generator) -> RawBatch:
     """``raw`` with ~10% of ids missing (-1), ~5% unseen small ids and ~5% huge ids (>= 2**40)."""
 

@@ -278,15 +278,15 @@ def _in_process_lines(ip: Mapping[str, Any] | None) -> list[str]:
         cells = [f"{_f(st[k]['p50_ms'], 3)} / {_f(st[k]['p99_ms'], 3)}" if k in st else "-"
                  for k in ("validate", "preprocess", "model", "predict")]  # fmt: skip
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    proto = ip.get("prototypes")
+    proto = ip.get("fast_paths")
     if proto and "timings_ms" in proto:
-        lines += ["", "Proposed transforms (benchmarks/_latency_fastpath.py; bit-identical output on "
+        lines += ["", "Library transforms vs the per-feature references they replaced (benchmarks/_latency_fastpath.py; bit-identical on "
                   f"{proto['equal_on_requests']} requests), p50 / p99 ms:", ""]  # fmt: skip
         lines += [
             f"- {k}: {_f(v['p50_ms'], 3)} / {_f(v['p99_ms'], 3)}" for k, v in proto["timings_ms"].items()
         ]
     elif proto:
-        lines += ["", f"Proposed transforms: {proto.get('error')}"]
+        lines += ["", f"Library transforms: {proto.get('error')}"]
     return lines
 
 

@@ -18,7 +18,7 @@ Steps (one Triton server for all of them; requests are real rows of the run's te
 5. cross-check of our closed-loop generator with Triton's perf_analyzer on mlp at concurrency 1
    and 2 (interleaved pairs, medians; skipped with the reason when perf_analyzer cannot run);
 6. server stopped: in-process breakdown of each predictor at 128 rows (:mod:`_latency_profile`)
-   and the proposed faster transforms (:mod:`_latency_fastpath`).
+   and the library's transforms against the references they replaced (:mod:`_latency_fastpath`).
 
 Modules: :mod:`_latency_phases` (plan and phases), :mod:`_latency_results` (JSON, targets, CSV,
 Markdown, plot), :mod:`_latency_machine` (CPU use), :mod:`_latency_repo`, :mod:`_latency_profile`,

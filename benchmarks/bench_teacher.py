@@ -86,7 +86,9 @@ def main() -> int:
         "bayes_auc": ev["bayes_auc"],
         "logreg": lr,
         "teacher": {k: teacher.get(k) for k in ("auc", "logloss", "gauc", "ndcg@10", "ece", "params")},
-        "train_samples_per_s": manifest.get("train-teacher", {}).get("metrics", {}).get("train_samples_per_s"),
+        "train_samples_per_s": manifest.get("train-teacher", {})
+        .get("metrics", {})
+        .get("train_samples_per_s"),
         "score_rows_per_s": manifest["score"]["metrics"]["rows_per_s"],
         "test_rows": ev["rows"],
         "machine": machine(),
