@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,13 +34,30 @@ from recdistill.serving.loadtest.wire import EncodedRequest, InferChannel, wire_
 UNAVAILABLE_ABORT_AFTER = 5  # consecutive UNAVAILABLE replies that end a test
 
 
+HALT_POLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+
+
+def idle_note() -> str:
+    """How an idle CPU of this (virtual) machine wakes up, when the kernel says: with guest halt
+    polling off, a vCPU with nothing to do halts and each wake-up goes through the hypervisor, a cost
+    paid on every hop between client, server and backend processes that find a CPU idle (more often
+    at low request rates)."""
+    try:
+        ns = int(HALT_POLL.read_text().strip())
+    except (OSError, ValueError):
+        return ""
+    if ns == 0:
+        return "; virtual machine with guest halt polling off (haltpoll guest_halt_poll_ns=0): idle CPUs halt and wake through the hypervisor"
+    return f"; virtual machine with guest halt polling up to {ns} ns"
+
+
 def machine_note() -> str:
     """Say where client and server ran: their CPU competition is part of every number."""
     cores = os.cpu_count() or 0
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"client and server share this machine's {cores} CPU cores over loopback (load average {load} "
-        "at the start); client CPU time per run is reported beside its latencies"
+        f"at the start){idle_note()}; client CPU time per run is reported beside its latencies"
     )
 
 
