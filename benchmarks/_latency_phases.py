@@ -63,13 +63,15 @@ class Plan:
 
         if quick:
             search = CapacitySearchConfig(
-                start_rate=50, growth=2.0, max_rate=6400, max_steps=8, refine_steps=1
+                start_rate=50, growth=2.0, max_rate=6400, max_steps=8, refine_steps=1, min_rate=2.5
             )
             return cls(
                 "quick", 1, cfg(0.5, 2.0), cfg(0.3, 1.0, max_requests=500),
                 cfg(0.3, 1.5, capacity=search), cfg(0.5, 1.5), 1, 0.4, 40,
             )  # fmt: skip
-        search = CapacitySearchConfig(start_rate=50, growth=1.5, max_rate=6400, max_steps=14, refine_steps=3)
+        search = CapacitySearchConfig(
+            start_rate=50, growth=1.5, max_rate=6400, max_steps=14, refine_steps=3, min_rate=2.5
+        )
         return cls(
             "full", 3, cfg(1.0, 4.0), cfg(0.5, 2.5, max_requests=2000),
             cfg(0.5, 3.0, capacity=search), cfg(1.0, 3.0), 3, 1.5, 100,

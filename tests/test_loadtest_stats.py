@@ -246,6 +246,25 @@ def test_capacity_search_reports_unreachable_and_none() -> None:
     assert high.capacity_rps == 400 and high.stop_reason == "max_rate" and "at least 400" in high.message
 
 
+def test_capacity_search_goes_down_when_the_start_rate_fails() -> None:
+    search = CapacitySearchConfig(start_rate=800, growth=2.0, max_rate=10_000, refine_steps=2, min_rate=5)
+    true_capacity = 500.0 - 100 * math.log(100)  # M/M/1 at mu = 500: p99 = 10 ms at 39.5 rps
+    cap = capacity_at_slo(
+        _queue_model(500.0), model="m", p99_target_ms=10.0, search=search, max_error_fraction=0.01
+    )
+    assert [s.rate for s in cap.steps[:5]] == [800, 400, 200, 100, 50]  # down by growth until 25 passes
+    assert cap.steps[5].rate == 25 and cap.steps[5].passed
+    assert cap.capacity_rps is not None and 25 <= cap.capacity_rps <= true_capacity
+    assert [s.rate for s in cap.steps[6:]] == [37.5, 43.75]  # bisection between 25 and 50
+    assert f"{cap.capacity_rps:g} requests/s" in cap.message
+    # nothing passes down to min_rate: none, and the message names the lowest rate tried
+    none = capacity_at_slo(
+        _queue_model(50.0), model="m", p99_target_ms=10.0, search=search, max_error_fraction=0.01
+    )
+    assert none.capacity_rps is None and min(s.rate for s in none.steps) == 6.25
+    assert "even 6.25 requests/s misses" in none.message
+
+
 def _ceiling(limit: float) -> Any:
     def measure(rate: float) -> RunResult:
         if rate > limit:

@@ -46,9 +46,12 @@ class SloTarget:
 class CapacitySearchConfig:
     """Capacity at SLO: raise the rate from ``start_rate`` by ``growth`` per step until a step fails
     (p99 over target, rate not reachable, or too many errors) or ``max_rate``/``max_steps`` is hit,
-    then bisect ``refine_steps`` times between the last passing and the first failing rate."""
+    then bisect ``refine_steps`` times between the last passing and the first failing rate. When
+    ``start_rate`` itself fails, the rate is lowered by ``growth`` per step (at most ``max_steps``,
+    not below ``min_rate``) until one passes, and the bisection runs above that one."""
 
     start_rate: float = 50.0
+    min_rate: float = 1.0
     growth: float = 1.5
     max_rate: float = 20_000.0
     max_steps: int = 16
@@ -59,6 +62,8 @@ class CapacitySearchConfig:
             raise ValueError(f"start_rate must be > 0, got {self.start_rate}")
         if not self.growth > 1.0:
             raise ValueError(f"growth must be > 1, got {self.growth}")
+        if not 0 < self.min_rate <= self.start_rate:
+            raise ValueError(f"min_rate must be in (0, start_rate={self.start_rate}], got {self.min_rate}")
         if self.max_rate < self.start_rate:
             raise ValueError(f"max_rate ({self.max_rate}) must be >= start_rate ({self.start_rate})")
         if self.max_steps < 1 or self.refine_steps < 0:

@@ -9,7 +9,8 @@ A run is judged in this order, and the message says which rule failed and by how
 4. latency: p99 > target.
 
 :func:`capacity_at_slo` multiplies the rate by ``growth`` from ``start_rate`` until a run fails,
-then bisects between the last passing and the first failing rate. Each step is one measurement,
+then bisects between the last passing and the first failing rate; when ``start_rate`` already
+fails it divides by ``growth`` (down to ``min_rate``) until a run passes. Each step is one measurement,
 so near the boundary the answer carries the noise of a single run.
 """
 
@@ -142,6 +143,20 @@ def capacity_at_slo(
             break
         rate = min(rate * search.growth, search.max_rate)
 
+    if first_fail is not None and last_pass is None:  # even the start fails: search downwards
+        rate = first_fail.rate / search.growth
+        for _ in range(search.max_steps):
+            if rate < search.min_rate:
+                break
+            v = judge(rate)
+            if v.reason == "aborted":
+                return CapacityResult(model, p99_target_ms, None, "aborted", v.message, tuple(steps))
+            if v.passed:
+                last_pass = rate
+                break
+            first_fail = v
+            rate /= search.growth
+
     if first_fail is not None and last_pass is not None:
         lo, hi = last_pass, first_fail.rate
         for _ in range(search.refine_steps):
@@ -158,7 +173,8 @@ def capacity_at_slo(
     head = f"capacity of {model} at p99 <= {p99_target_ms:g} ms"
     if last_pass is None:
         assert first_fail is not None
-        msg = f"{head}: none — even {first_fail.rate:g} requests/s misses ({first_fail.message})"
+        lowest = min(st.rate for st in steps)
+        msg = f"{head}: none — even {lowest:g} requests/s misses ({first_fail.message})"
     elif first_fail is None:
         msg = (
             f"{head}: at least {last_pass:g} requests/s (no failing rate found up to "
