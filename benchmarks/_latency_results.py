@@ -117,19 +117,26 @@ def evaluate_targets(doc: Mapping[str, Any], *, teacher_start_rps: float) -> lis
                            "" if ratio is not None else "noop or model p99 missing"))  # fmt: skip
     cap = doc.get("capacity_at_p99_10ms", {})
     teacher = cap.get("teacher")
+
+    def lowest_tried(m: str, default: float) -> float:
+        steps = doc.get("capacity", {}).get(m, {}).get("steps") or []
+        return min((float(st["rate"]) for st in steps), default=default)
+
+    teacher_start_rps = lowest_tried("teacher", teacher_start_rps)
     for m in ("mlp", "gbdt"):
         student = cap.get(m)
         if student is None:
             searched = doc.get("capacity", {}).get(m)
             why = (
-                f"{m} misses p99 10 ms even at {searched['start_rate']:g} req/s, the start of its search"
+                f"{m} misses p99 10 ms even at {lowest_tried(m, searched['start_rate']):g} req/s, "
+                "the lowest rate its search tried"
                 if searched
                 else f"no capacity measured for {m}"
             )
             out.append(_target(f"{m}_capacity_over_teacher", f"{m} capacity >= {CAPACITY_FACTOR:g} x teacher's",
                                None, CAPACITY_FACTOR, False, why))  # fmt: skip
             continue
-        if teacher is None:  # even the start rate missed: the teacher's capacity is below it
+        if teacher is None:  # even the lowest rate tried missed: the teacher's capacity is below it
             ratio = student / teacher_start_rps
             note = (
                 f"teacher misses p99 10 ms even at {teacher_start_rps:g} req/s (its capacity is below that): "
