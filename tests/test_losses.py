@@ -370,9 +370,14 @@ def test_build_loss_from_config() -> None:
     )
     expected = 0.5 * HARD + 0.5 * SOFT_T2 + 0.2 * MSE + 0.1 * LISTWISE_T1
     assert loss(student(), targets()).item() == pytest.approx(expected, rel=1e-12)
-    assert build_loss(DistillLossConfig()) == kd_loss(0.5, 1.0)
+    assert str(build_loss(DistillLossConfig())) == "Loss = 1 * soft_bce(T=1) + 1 * logit_mse"
+    assert build_loss(DistillLossConfig(alpha=0.5, logit_mse=0.0, listwise=0.0)) == kd_loss(0.5, 1.0)
+    # the hard-label baseline never reads the teacher, whatever the teacher weights say
+    hard = DistillLossConfig(kind="hard", logit_mse=1.0, listwise=0.5)
+    assert (hard.logit_mse, hard.listwise) == (0.0, 0.0)
+    assert str(build_loss(hard)) == "Loss = 1 * hard_bce"
     assert str(build_loss(DistillLossConfig(alpha=0.0, listwise=1.0, listwise_temperature=2.0))) == (
-        "Loss = 1 * soft_bce(T=1) + 1 * listwise_kd(T=2)"
+        "Loss = 1 * soft_bce(T=1) + 1 * logit_mse + 1 * listwise_kd(T=2)"
     )
 
 
@@ -388,8 +393,7 @@ def test_build_loss_from_config() -> None:
         ({"listwise_temperature": -2.0}, r"listwise_temperature must be .* got -2.0"),
         ({"logit_mse": -1.0}, r"logit_mse .* must be a finite number >= 0, got -1.0"),
         ({"listwise": -0.5}, r"listwise .* got -0.5"),
-        ({"kind": "hard", "listwise": 0.1}, r"listwise must be 0 with kind='hard' .* got 0.1"),
-        ({"kind": "hard", "logit_mse": 1.0}, r"logit_mse must be 0 with kind='hard'"),
+        ({"kind": "hard", "listwise": -0.1}, r"listwise .* got -0.1"),
     ],
 )
 def test_config_validation(kwargs: dict[str, object], message: str) -> None:
@@ -399,7 +403,7 @@ def test_config_validation(kwargs: dict[str, object], message: str) -> None:
 
 def test_config_loads_strictly_from_a_mapping() -> None:
     cfg = from_mapping(DistillLossConfig, {"kind": "kd", "alpha": 0.2, "temperature": 3}, source="run.yaml")
-    assert str(build_loss(cfg)) == "Loss = 0.2 * hard_bce + 0.8 * soft_bce(T=3)"
+    assert str(build_loss(cfg)) == "Loss = 0.2 * hard_bce + 0.8 * soft_bce(T=3) + 1 * logit_mse"
     with pytest.raises(ConfigError, match=r"run.yaml: .*alpha .* got 2"):
         from_mapping(DistillLossConfig, {"alpha": 2}, source="run.yaml", where="distill")
     with pytest.raises(ConfigError, match=r"unknown key 'distill\.temprature'"):

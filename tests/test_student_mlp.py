@@ -221,7 +221,7 @@ def test_parameter_count_is_at_least_20x_below_the_default_teacher() -> None:
     assert teacher["total"] > 5_000_000
     assert 20 * student["total"] <= teacher["total"], (student, teacher)
     # folding bounds every table by max_rows_per_table (item_id has 50k ids)
-    assert max(t.rows for t in build_student(pre, MlpStudentConfig()).inputs.tables) == 20_000
+    assert max(t.rows for t in build_student(pre, MlpStudentConfig()).inputs.tables) == 5_000
     unfolded = count_parameters(build_student(pre, replace(MlpStudentConfig(), max_rows_per_table=None)))
     assert unfolded["embedding"] > student["embedding"]
 
@@ -315,7 +315,8 @@ def test_distilled_student_beats_its_hard_label_twin(world: dict[str, Any], trai
     kd, hard = trained["kd"]["metrics"], trained["hard"]["metrics"]
     assert kd["rows"]["transfer"] == len(world["splits"]["transfer"][0]) > 0
     assert hard["rows"]["transfer"] == 0  # the hard twin cannot use unlabelled rows
-    assert kd["objective"] == "Loss = 1 * soft_bce(T=1)" and hard["objective"] == "Loss = 1 * hard_bce"
+    assert kd["objective"] == "Loss = 1 * soft_bce(T=1) + 1 * logit_mse"
+    assert hard["objective"] == "Loss = 1 * hard_bce"
     for run in trained.values():
         files = {p.name for p in run["dir"].iterdir()}
         assert files == {"model.pt", "config.json", "metrics.json"}
@@ -387,6 +388,18 @@ def test_onnx_export_parity_dynamic_batch_and_predictor(
     np.testing.assert_allclose(one, probs[:1], atol=1e-6)
 
 
+def test_onnx_export_of_every_block_with_folded_tables(world: dict[str, Any], tmp_path: Path) -> None:
+    cfg = replace(FAST, max_rows_per_table=50, id_bias=True, max_bias_rows_per_table=100)
+    model = build_student(world["pre"], cfg)
+    assert model.dot_interaction and model.history_match and any(t.folded for t in model.inputs.tables)
+    with torch.no_grad():  # weights far from the initialisation, so every block moves the logit
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    path = export_mlp_onnx(model, world["pre"], tmp_path / "all.onnx", sample=world["raw_test"])
+    assert float(onnx_metadata(path)["recdistill.parity_max_abs_diff_prob"]) <= 1e-5
+    assert not {n.op_type for n in onnx.load(str(path)).graph.node} & {"Loop", "Scan", "If"}
+
+
 def test_serving_refuses_another_preprocessing(
     world: dict[str, Any], trained: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -430,7 +443,7 @@ def test_cli_distill_mlp_end_to_end(
                               "--config", str(cfg), "--onnx", "--no-progress"])  # fmt: skip
     assert args.func(args) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["objective"] == "Loss = 0.3 * hard_bce + 0.7 * soft_bce(T=2)"
+    assert summary["objective"] == "Loss = 0.3 * hard_bce + 0.7 * soft_bce(T=2) + 1 * logit_mse"
     assert summary["rows"]["transfer"] > 0 and (tmp_path / "mlp" / "model.onnx").is_file()
     assert float(summary["onnx"]["recdistill.parity_max_abs_diff_prob"]) <= 1e-5
     hard = parser.parse_args(["distill-mlp", "--data", str(d / "data"), "--preprocess", str(d / "preprocess"),

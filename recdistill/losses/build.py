@@ -17,7 +17,7 @@ def build_loss(cfg: DistillLossConfig) -> WeightedSum:
     * ``kind="kd"``: ``alpha * hard_bce + (1 - alpha) * soft_bce(T)``, then
       ``+ logit_mse * logit_mse`` and ``+ listwise * listwise_kd(T=listwise_temperature)``.
 
-    Example: ``DistillLossConfig(alpha=0.5, temperature=2, listwise=0.1)`` gives
+    Example: ``DistillLossConfig(alpha=0.5, temperature=2, logit_mse=0, listwise=0.1)`` gives
     ``Loss = 0.5 * hard_bce + 0.5 * soft_bce(T=2) + 0.1 * listwise_kd(T=1)``.
     """
     if cfg.kind == "hard":

@@ -2,11 +2,13 @@
 
 Named parts::
 
-    dense B x N ── index_select(student columns) ──────────────────────────► B x Nd ──┐
-    ids   B x C ── per table: index_select, fold, nn.Embedding ────────────► B x Fc*D ─┤
-    multi B x M x L ── per table: index_select, fold, nn.Embedding,        ► B x Fm*D ─┤
-                       padding -> an all-zero row, sum (or mean)                       │
-                                               MLP(hidden) ─► Linear ─► logit B ◄──────┘
+    dense B x N ── index_select(student columns) ──────────────────────────► B x Nd ──────┐
+    ids   B x C ── per table: index_select, fold, nn.Embedding ──┐                          │
+    multi B x M x L ── per table: index_select, fold,            ├─► V: B x F x D ─► B x F*D ┤
+                       nn.Embedding, padding -> zero row, mean ──┘     │                    │
+                       (dot_interaction) pairwise dots of V ───────────┴─► B x F(F-1)/2 ───┤
+    ids, multi ── (history_match) log1p(list length), log1p(#list entries == candidate) ──► ┤
+                                                   MLP(hidden) ─► Linear ─► logit B ◄───────┘
 
 ``forward`` takes the FULL preprocessed tensors of the data contract (``recdistill/data/batch.py``,
 teacher-only columns included) and selects the student's columns with registered index
@@ -157,25 +159,55 @@ class StudentMLP(nn.Module):
     """Embedding-MLP student (see the module docstring).
 
     ``forward(dense B x N, ids B x C, multi B x M x L) -> logits B`` on the full preprocessed
-    tensors. Example::
+    tensors. Two optional interaction blocks feed the MLP beside the embeddings:
+
+    * ``dot_interaction``: dot products of every pair of the ``F`` feature vectors (one per
+      categorical feature, one pooled per multi-valued feature), ``B x F(F-1)/2``: e.g. the
+      pooled recent-history embedding against the candidate item, the history's categories
+      against the candidate's category (shared tables), the context against the category.
+    * ``history_match``: for every multi-valued feature ``log1p(length)``, and for every
+      (multi-valued, categorical) pair that share a table ``log1p(#entries equal to the
+      candidate's id)`` (candidate item in the recent history, recent items of its category),
+      computed on the unfolded rows with ``==`` and a sum (out-of-vocabulary never matches).
+
+    Example::
 
         inputs = StudentInputs.from_preprocessor(pre, max_rows_per_table=20_000)
-        model = StudentMLP(inputs, embedding_dim=8, hidden=(64, 32))
+        model = StudentMLP(inputs, embedding_dim=8, hidden=(64, 32), dot_interaction=True)
         mb = pre.transform(raw)
         logits = model(torch.from_numpy(mb.dense), torch.from_numpy(mb.ids), torch.from_numpy(mb.multi))
     """
 
     dense_index: torch.Tensor  # buffer: student columns of the dense block
+    dot_index: torch.Tensor  # buffer: flat (i * F + j) positions of the upper triangle of F x F
+    match_multi: torch.Tensor  # buffers: the (multi, categorical) column pairs that share a table
+    match_cat: torch.Tensor
+    length_multi: torch.Tensor  # buffer: every student multi column
 
     def __init__(
-        self, inputs: StudentInputs, *, embedding_dim: int, hidden: tuple[int, ...], pooling: str = "mean"
+        self,
+        inputs: StudentInputs,
+        *,
+        embedding_dim: int,
+        hidden: tuple[int, ...],
+        pooling: str = "mean",
+        dot_interaction: bool = False,
+        history_match: bool = False,
+        id_bias: bool = False,
+        id_bias_max_rows: int | None = None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "sum"):
             raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
         self.inputs = inputs
         self.pooling = pooling
-        D = embedding_dim
+        self.dot_interaction = dot_interaction
+        self.history_match = history_match
+        self.id_bias = id_bias
+        self.id_bias_max_rows = id_bias_max_rows
+        self.dropout = dropout
+        self.embedding_dim = D = embedding_dim
         self.register_buffer("dense_index", torch.tensor(inputs.dense_columns, dtype=torch.int64))
         self.keys: list[str] = []
         self.embeddings = nn.ModuleDict()
@@ -196,10 +228,34 @@ class StudentMLP(nn.Module):
             self.embeddings[key] = emb
             self.register_buffer(f"{key}_cat", torch.tensor(t.cat_columns, dtype=torch.int64))
             self.register_buffer(f"{key}_multi", torch.tensor(t.multi_columns, dtype=torch.int64))
-        in_dim = len(inputs.dense_columns) + D * (inputs.n_cat_features + inputs.n_multi_features)
+        # id_bias: one scalar per id of every categorical feature, folded only above id_bias_max_rows
+        self.biases = nn.ModuleDict()
+        self.bias_rows: dict[str, int] = {}
+        for key, t in zip(self.keys, inputs.tables, strict=True):
+            if id_bias and t.cat_columns:
+                rows = t.source_rows if id_bias_max_rows is None else min(t.source_rows, id_bias_max_rows)
+                bias = nn.Embedding(rows, 1)
+                nn.init.zeros_(bias.weight)
+                self.biases[key] = bias
+                self.bias_rows[key] = rows
+        F = inputs.n_cat_features + inputs.n_multi_features  # feature vectors
+        i, j = torch.triu_indices(F, F, offset=1)
+        self.register_buffer("dot_index", (i * F + j).to(torch.int64))
+        pairs = [(m, c) for t in inputs.tables for m in t.multi_columns for c in t.cat_columns]
+        self.register_buffer("match_multi", torch.tensor([m for m, _ in pairs], dtype=torch.int64))
+        self.register_buffer("match_cat", torch.tensor([c for _, c in pairs], dtype=torch.int64))
+        multi_cols = [m for t in inputs.tables for m in t.multi_columns]
+        self.register_buffer("length_multi", torch.tensor(multi_cols, dtype=torch.int64))
+        in_dim = len(inputs.dense_columns) + D * F
+        if dot_interaction:
+            in_dim += F * (F - 1) // 2
+        if history_match:
+            in_dim += len(pairs) + len(multi_cols)
+        if id_bias:
+            in_dim += inputs.n_cat_features
         if in_dim == 0:
             raise DataError("student: no serving-time feature left; every feature is teacher_only")
-        self.mlp = MLP(in_dim, hidden)
+        self.mlp = MLP(in_dim, hidden, dropout=dropout)
         self.logit = nn.Linear(self.mlp.out_dim, 1)
 
     def _lookup(self, k: int, rows: torch.Tensor) -> torch.Tensor:
@@ -210,17 +266,14 @@ class StudentMLP(nn.Module):
         out: torch.Tensor = self.embeddings[self.keys[k]](rows)
         return out
 
-    def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
-        """FP32 ``B x N``, INT64 ``B x C``, INT64 ``B x M x L`` (full contract widths) -> FP32 logits ``B``."""
-        B = dense.shape[0]
-        parts: list[torch.Tensor] = []
-        if self.inputs.dense_columns:
-            parts.append(dense.index_select(1, self.dense_index))  # B x Nd
+    def feature_vectors(self, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
+        """INT64 ``B x C``, ``B x M x L`` -> FP32 ``B x F x D``: table by table, categorical then pooled multi."""
+        vecs: list[torch.Tensor] = []
         for k, key in enumerate(self.keys):
             t = self.inputs.tables[k]
             if t.cat_columns:
                 rows = ids.index_select(1, getattr(self, f"{key}_cat"))  # B x kc
-                parts.append(self._lookup(k, rows).reshape(B, -1))  # B x kc*D
+                vecs.append(self._lookup(k, rows))  # B x kc x D
             if t.multi_columns:
                 rows = multi.index_select(1, getattr(self, f"{key}_multi"))  # B x km x L
                 pad = rows == PAD_ROW  # B x km x L
@@ -230,7 +283,38 @@ class StudentMLP(nn.Module):
                 if self.pooling == "mean":
                     count = (~pad).sum(2, keepdim=True).clamp(min=1)  # B x km x 1
                     pooled = pooled / count.to(pooled.dtype)
-                parts.append(pooled.reshape(B, -1))  # B x km*D
+                vecs.append(pooled)
+        if not vecs:  # dense features only
+            return torch.zeros(ids.shape[0], 0, self.embedding_dim)
+        return torch.cat(vecs, dim=1)
+
+    def match_features(self, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
+        """``[log1p(length) per multi, log1p(#matches) per shared-table pair]``: FP32 ``B x (Mm + P)``."""
+        lengths = (multi.index_select(1, self.length_multi) != PAD_ROW).sum(2)  # B x Mm
+        hist = multi.index_select(1, self.match_multi)  # B x P x L
+        target = ids.index_select(1, self.match_cat).unsqueeze(2)  # B x P x 1
+        hits = ((hist == target) & (target > OOV_ROW)).sum(2)  # B x P
+        return torch.log1p(torch.cat([lengths, hits], dim=1).to(torch.float32))
+
+    def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
+        """FP32 ``B x N``, INT64 ``B x C``, INT64 ``B x M x L`` (full contract widths) -> FP32 logits ``B``."""
+        B = dense.shape[0]
+        parts: list[torch.Tensor] = []
+        if self.inputs.dense_columns:
+            parts.append(dense.index_select(1, self.dense_index))  # B x Nd
+        vecs = self.feature_vectors(ids, multi)  # B x F x D
+        parts.append(vecs.reshape(B, -1))  # B x F*D
+        if self.dot_interaction:
+            gram = torch.bmm(vecs, vecs.transpose(1, 2))  # B x F x F
+            parts.append(gram.reshape(B, -1).index_select(1, self.dot_index))  # B x F(F-1)/2
+        if self.history_match:
+            parts.append(self.match_features(ids, multi))
+        for k, key in enumerate(self.keys):
+            if key in self.biases:  # B x kc scalars
+                rows = ids.index_select(1, getattr(self, f"{key}_cat"))
+                if self.bias_rows[key] < self.inputs.tables[k].source_rows:
+                    rows = fold_rows(rows, self.bias_rows[key])
+                parts.append(self.biases[key](rows).squeeze(-1))
         x = torch.cat(parts, dim=1)
         out: torch.Tensor = self.logit(self.mlp(x)).squeeze(-1)
         return out
@@ -259,13 +343,16 @@ def batch_tensors(b: ModelBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Trainable parameters: ``embedding`` (tables), ``dense`` (MLP and logit), ``total``."""
-    emb = sum(p.numel() for n, p in model.named_parameters() if n.startswith("embeddings."))
+    emb = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("embeddings.", "biases.")))
     total = sum(p.numel() for p in model.parameters())
     return {"embedding": emb, "dense": total - emb, "total": total}
 
 
 # -- checkpoint -------------------------------------------------------------------------------------
 CHECKPOINT_FILE = "model.pt"
+CHECKPOINT_FORMAT = "recdistill.student_mlp/2"
+# /1: embeddings + MLP only (no interaction blocks); still loads, as a model without them
+READABLE_FORMATS = ("recdistill.student_mlp/1", CHECKPOINT_FORMAT)
 
 
 def checkpoint_dict(
@@ -273,16 +360,28 @@ def checkpoint_dict(
 ) -> dict[str, Any]:
     """What ``model.pt`` holds: the architecture, the preprocessing fingerprint and the weights."""
     return {
-        "format": "recdistill.student_mlp/1",
+        "format": CHECKPOINT_FORMAT,
         "inputs": model.inputs.to_dict(),
-        "architecture": {"embedding_dim": embedding_dim, "hidden": list(hidden), "pooling": model.pooling},
+        "architecture": {
+            "embedding_dim": embedding_dim,
+            "hidden": list(hidden),
+            "pooling": model.pooling,
+            "dot_interaction": model.dot_interaction,
+            "history_match": model.history_match,
+            "id_bias": model.id_bias,
+            "id_bias_max_rows": model.id_bias_max_rows,
+            "dropout": model.dropout,
+        },
         "preprocess_fingerprint": fingerprint,
         "state_dict": model.state_dict(),
     }
 
 
 def load_student(path: str | Path) -> tuple[StudentMLP, str]:
-    """``(model in eval mode, preprocess fingerprint)`` from a ``model.pt`` (a file or its folder)."""
+    """``(model in eval mode, preprocess fingerprint)`` from a ``model.pt`` (a file or its folder).
+
+    Reads formats ``recdistill.student_mlp/1`` (no interaction blocks) and ``/2``.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / CHECKPOINT_FILE
@@ -293,15 +392,29 @@ def load_student(path: str | Path) -> tuple[StudentMLP, str]:
     except Exception as e:  # torch raises several types for a truncated or foreign file
         raise ArtefactError(f"{p}: not a readable student checkpoint ({e})") from e
     fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
-    if fmt != "recdistill.student_mlp/1":
-        raise ArtefactError(f"{p}: not a recdistill MLP student checkpoint (format {fmt!r})")
+    if fmt not in READABLE_FORMATS:
+        raise ArtefactError(
+            f"{p}: not a recdistill MLP student checkpoint this version reads (format {fmt!r}, "
+            f"expected one of {list(READABLE_FORMATS)}); retrain it with `recdistill distill-mlp`"
+        )
     arch = ckpt["architecture"]
     model = StudentMLP(
         StudentInputs.from_dict(ckpt["inputs"]),
         embedding_dim=int(arch["embedding_dim"]),
         hidden=tuple(int(h) for h in arch["hidden"]),
         pooling=str(arch["pooling"]),
+        dot_interaction=bool(arch.get("dot_interaction", False)),
+        history_match=bool(arch.get("history_match", False)),
+        id_bias=bool(arch.get("id_bias", False)),
+        id_bias_max_rows=None if arch.get("id_bias_max_rows") is None else int(arch["id_bias_max_rows"]),
+        dropout=float(arch.get("dropout", 0.0)),
     )
-    model.load_state_dict(ckpt["state_dict"])
+    state = ckpt["state_dict"]
+    if fmt == "recdistill.student_mlp/1":  # buffers added in /2 are derived from the inputs
+        state = {**model.state_dict(), **state}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ArtefactError(f"{p}: weights do not fit the stored architecture ({e})") from e
     model.eval()
     return model, str(ckpt["preprocess_fingerprint"])

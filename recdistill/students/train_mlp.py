@@ -3,8 +3,10 @@
 Rows: the labelled training split, plus (``cfg.use_transfer`` with a ``kd`` loss) the
 teacher-scored transfer set, whose labels are forced to NaN so only the soft terms read them.
 Each epoch shuffles the rows; with a listwise term it shuffles whole requests instead and cuts
-batches at request boundaries, so every request in a batch is complete. Adam at ``cfg.lr``;
-after each epoch the validation AUC decides early stopping (``patience``, ``min_delta``).
+batches at request boundaries, so every request in a batch is complete. Adam at ``cfg.lr``
+(embedding and bias tables at ``cfg.embedding_lr`` when set), multiplied by ``cfg.lr_decay``
+after every epoch; after each epoch the validation AUC decides early stopping (``patience``,
+``min_delta``).
 
 The best epoch is written atomically as one folder (``out_dir``, e.g. ``students/mlp``)::
 
@@ -55,7 +57,17 @@ def build_student(pre: Preprocessor, cfg: MlpStudentConfig) -> StudentMLP:
     """A freshly initialised student for ``pre``'s data contract, seeded with ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
     inputs = StudentInputs.from_preprocessor(pre, max_rows_per_table=cfg.max_rows_per_table)
-    return StudentMLP(inputs, embedding_dim=cfg.embedding_dim, hidden=cfg.hidden, pooling=cfg.pooling)
+    return StudentMLP(
+        inputs,
+        embedding_dim=cfg.embedding_dim,
+        hidden=cfg.hidden,
+        pooling=cfg.pooling,
+        dot_interaction=cfg.dot_interaction,
+        history_match=cfg.history_match,
+        id_bias=cfg.id_bias,
+        id_bias_max_rows=cfg.max_bias_rows_per_table,
+        dropout=cfg.dropout,
+    )
 
 
 def epoch_batches(
@@ -243,7 +255,11 @@ def train_mlp(
     ts = _training_set(train, transfer, soft, cfg, loss_cfg, model.inputs)
     t_valid = _soft(soft, "valid", len(valid[0]), required=False)
 
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sparse = [p for n, p in model.named_parameters() if n.startswith(("embeddings.", "biases."))]
+    dense = [p for n, p in model.named_parameters() if not n.startswith(("embeddings.", "biases."))]
+    groups: list[dict[str, Any]] = [{"params": dense}, {"params": sparse, "lr": cfg.embedding_lr or cfg.lr}]
+    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     best_state: dict[str, torch.Tensor] = {}
@@ -254,6 +270,7 @@ def train_mlp(
         train_loss = _run_epoch(
             model, opt, objective, ts, batches, desc=f"mlp epoch {epoch}", progress=progress
         )
+        schedule.step()
         secs = time.perf_counter() - t0
         train_seconds += secs
         val = evaluate(model, valid, t_valid, cfg.eval_batch_size)
