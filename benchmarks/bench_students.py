@@ -59,26 +59,36 @@ def targets(name: str, t: dict[str, Any]) -> dict[str, Any]:
     return checks
 
 
-def sweep(ctx: RunContext) -> list[dict[str, Any]]:
-    """MLP students over temperature x alpha, and over embedding sizes (privileged data)."""
+def _sweep_point(ctx: RunContext, temperature: float, alpha: float, dim: int) -> dict[str, Any]:
     from recdistill.students.distill_mlp import distill_mlp
 
     base_loss, base_cfg = ctx.cfg.distill, dataclasses.replace(ctx.cfg.student_mlp, use_transfer=False)
-    grid = [(t, a, base_cfg.embedding_dim) for t in (1.0, 2.0, 4.0) for a in (0.0, 0.5)]
-    grid += [(base_loss.temperature, base_loss.alpha, d) for d in (4, 16) if d != base_cfg.embedding_dim]
-    rows = []
-    for temperature, alpha, dim in grid:
-        out = ctx.run_dir / "sweep" / f"T{temperature:g}_a{alpha:g}_d{dim}"
-        summary = distill_mlp(
-            data_dir=ctx.data_dir, preprocess_dir=ctx.preprocess_dir, soft_dir=ctx.soft_labels_dir, out_dir=out,
-            cfg=dataclasses.replace(base_cfg, embedding_dim=dim),
-            loss_cfg=dataclasses.replace(base_loss, kind="kd", temperature=temperature, alpha=alpha),
-            progress=False,
-        )  # fmt: skip
-        rows.append({"temperature": temperature, "alpha": alpha, "embedding_dim": dim,
-                     "params": summary["params"]["total"], "valid_auc": summary["valid"]["auc"]})  # fmt: skip
-        print(f"sweep T={temperature:g} alpha={alpha:g} dim={dim}: valid AUC {rows[-1]['valid_auc']:.4f}")
-    return rows
+    out = ctx.run_dir / "sweep" / f"T{temperature:g}_a{alpha:g}_d{dim}"
+    summary = distill_mlp(
+        data_dir=ctx.data_dir, preprocess_dir=ctx.preprocess_dir, soft_dir=ctx.soft_labels_dir, out_dir=out,
+        cfg=dataclasses.replace(base_cfg, embedding_dim=dim, num_threads=1),
+        loss_cfg=dataclasses.replace(base_loss, kind="kd", temperature=temperature, alpha=alpha),
+        progress=False,
+    )  # fmt: skip
+    row = {"temperature": temperature, "alpha": alpha, "embedding_dim": dim,
+           "params": summary["params"]["total"], "valid_auc": summary["valid"]["auc"]}  # fmt: skip
+    print(f"sweep T={temperature:g} alpha={alpha:g} dim={dim}: valid AUC {row['valid_auc']:.4f}", flush=True)
+    return row
+
+
+def sweep(ctx: RunContext, workers: int) -> list[dict[str, Any]]:
+    """MLP students over temperature x alpha, and over embedding sizes (privileged data); each point
+    trains on one thread, ``workers`` points at a time (quality only: no timing is taken here)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    base_loss, dim0 = ctx.cfg.distill, ctx.cfg.student_mlp.embedding_dim
+    grid = [(t, a, dim0) for t in (1.0, 4.0) for a in (0.0, 0.5)]
+    grid += [(base_loss.temperature, base_loss.alpha, d) for d in (4, 16) if d != dim0]
+    ctx_spawn = multiprocessing.get_context("spawn")  # no fork of a process that ran torch threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx_spawn) as pool:
+        futures = [pool.submit(_sweep_point, ctx, t, a, d) for t, a, d in grid]
+        return [f.result() for f in futures]
 
 
 def plot_sweep(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> None:
@@ -110,6 +120,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--workers", type=int, default=2, help="sweep points trained at once (one thread each)")
     args = ap.parse_args()
     result: dict[str, Any] = {"scenarios": {}, "targets": {}, "machine": machine()}
     for name in args.scenarios:
@@ -119,7 +130,7 @@ def main() -> int:
         result["scenarios"][name] = table
         result["targets"][name] = targets(name, table)
         if args.sweep and name == "privileged":
-            rows = sweep(ctx)
+            rows = sweep(ctx, args.workers)
             meta = read_json(ctx.teacher_dir / "teacher.json")
             teacher = {"valid_auc": meta["metrics"]["valid_auc"], "params": meta["params"]["total"]}
             result["sweep"] = rows
