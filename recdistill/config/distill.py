@@ -28,7 +28,7 @@ class DistillLossConfig:
 
     Defaults (``Loss = 1 * soft_bce(T=1) + 1 * logit_mse``) work on any data; on data with
     request ids set ``listwise: 1``, the best objective measured on the privileged-features
-    benchmark (``runs/student_experiments.md``). There a hard-label weight of 0.5 made the
+    benchmark (``docs/experiments/students.md``). There a hard-label weight of 0.5 made the
     student overfit after one epoch like its hard twin; the logit MSE and the listwise term
     each added ~0.001-0.002 validation AUC; T=2 and an MSE weight of 3 gave nothing. (A
     listwise default would make every run on files without a request id fail its preflight.)

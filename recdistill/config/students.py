@@ -14,7 +14,7 @@ rows is folded (hashed) into that many rows, so a 50k-item vocabulary costs at m
       epochs: 12
 
 The defaults are the ones measured best on the privileged-features benchmark (see
-``runs/student_experiments.md``): explicit interactions lifted the hard-label student from
+``docs/experiments/students.md``): explicit interactions lifted the hard-label student from
 0.789 to 0.805 test AUC, 5k-row item tables cost nothing against 20k, and a distilled student
 keeps improving for ~6-10 epochs where the hard-label twin peaks after the first.
 
