@@ -6,5 +6,5 @@ cd "$(dirname "$0")"
 PY=../.venv/bin/python
 $PY bench_data_gen.py
 $PY bench_students.py --sweep
-$PY bench_teacher.py
+$PY bench_teacher.py   # its own 3M-row run (benchmarks/configs/teacher.yaml)
 $PY bench_latency.py --run-dir ../runs/bench_privileged
