@@ -25,6 +25,7 @@ from recdistill.pipeline.context import RunContext
 
 KEYS = ("auc", "logloss", "gauc", "ndcg@10", "ece", "params", "bytes", "fidelity_spearman")
 SCENARIOS = ("privileged", "same_features")
+SWEEP_EPOCHS = 6  # per sweep point (early stopping may end it sooner): the sweep compares settings
 
 
 def scenario_table(ctx: RunContext) -> dict[str, dict[str, Any]]:
@@ -66,7 +67,7 @@ def _sweep_point(ctx: RunContext, temperature: float, alpha: float, dim: int) ->
     out = ctx.run_dir / "sweep" / f"T{temperature:g}_a{alpha:g}_d{dim}"
     summary = distill_mlp(
         data_dir=ctx.data_dir, preprocess_dir=ctx.preprocess_dir, soft_dir=ctx.soft_labels_dir, out_dir=out,
-        cfg=dataclasses.replace(base_cfg, embedding_dim=dim, num_threads=1),
+        cfg=dataclasses.replace(base_cfg, embedding_dim=dim, num_threads=1, epochs=min(base_cfg.epochs, SWEEP_EPOCHS)),
         loss_cfg=dataclasses.replace(base_loss, kind="kd", temperature=temperature, alpha=alpha),
         progress=False,
     )  # fmt: skip
