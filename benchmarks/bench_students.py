@@ -61,18 +61,36 @@ def targets(name: str, t: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sweep_point(ctx: RunContext, temperature: float, alpha: float, dim: int) -> dict[str, Any]:
+    """Train one sweep point, or read it back when its inputs (student and loss config, the
+    soft labels, the code) match the last run (``sweep/<point>/sweep_row.json``)."""
+    import hashlib
+    import json
+
+    from recdistill.config import to_mapping
+    from recdistill.io_utils import atomic_write_json, tree_sha256
+    from recdistill.pipeline.code_version import code_inputs
     from recdistill.students.distill_mlp import distill_mlp
 
     base_loss, base_cfg = ctx.cfg.distill, dataclasses.replace(ctx.cfg.student_mlp, use_transfer=False)
+    cfg = dataclasses.replace(
+        base_cfg, embedding_dim=dim, num_threads=1, epochs=min(base_cfg.epochs, SWEEP_EPOCHS)
+    )
+    loss = dataclasses.replace(base_loss, kind="kd", temperature=temperature, alpha=alpha)
     out = ctx.run_dir / "sweep" / f"T{temperature:g}_a{alpha:g}_d{dim}"
+    key = hashlib.sha256(json.dumps([to_mapping(cfg), to_mapping(loss), tree_sha256(ctx.soft_labels_dir),
+                                     code_inputs("distill-mlp")], sort_keys=True).encode()).hexdigest()  # fmt: skip
+    cached = out / "sweep_row.json"
+    if cached.exists() and read_json(cached).get("key") == key:
+        row: dict[str, Any] = read_json(cached)["row"]
+        print(f"sweep T={temperature:g} alpha={alpha:g} dim={dim}: reused (valid AUC {row['valid_auc']:.4f})")
+        return row
     summary = distill_mlp(
         data_dir=ctx.data_dir, preprocess_dir=ctx.preprocess_dir, soft_dir=ctx.soft_labels_dir, out_dir=out,
-        cfg=dataclasses.replace(base_cfg, embedding_dim=dim, num_threads=1, epochs=min(base_cfg.epochs, SWEEP_EPOCHS)),
-        loss_cfg=dataclasses.replace(base_loss, kind="kd", temperature=temperature, alpha=alpha),
-        progress=False,
+        cfg=cfg, loss_cfg=loss, progress=False,
     )  # fmt: skip
     row = {"temperature": temperature, "alpha": alpha, "embedding_dim": dim,
            "params": summary["params"]["total"], "valid_auc": summary["valid"]["auc"]}  # fmt: skip
+    atomic_write_json(cached, {"key": key, "row": row})
     print(f"sweep T={temperature:g} alpha={alpha:g} dim={dim}: valid AUC {row['valid_auc']:.4f}", flush=True)
     return row
 
