@@ -49,6 +49,15 @@ class RawBatch:
     def slice(self, start: int, stop: int) -> RawBatch:
         return RawBatch(self.dense[start:stop], self.ids[start:stop], self.multi[start:stop])
 
+    def ids_well_formed(self) -> bool:
+        """``ids`` and ``multi`` are INT64 with every id >= ``MISSING_ID``: what the one-gather
+        transforms (preprocessing, GBDT featurizing) take; anything else goes through their
+        per-feature reference paths, which raise the errors that name the bad values."""
+        return all(
+            x.dtype == np.int64 and (x.size == 0 or int(x.min()) >= MISSING_ID)
+            for x in (self.ids, self.multi)
+        )
+
 
 @dataclass(frozen=True)
 class ModelBatch:

@@ -135,16 +135,19 @@ class Preprocessor:
         Bit for bit equal to :meth:`_transform_reference`; inputs the fast path does not take
         (ids below -1, other id dtypes) go through the reference, which raises the same errors.
         """
-        n = len(raw)
-        _check_shape("dense", raw.dense, (n, len(self._dense)))
-        _check_shape("ids", raw.ids, (n, len(self._categorical)))
-        _check_shape("multi", raw.multi, (n, len(self._multi), self.max_len))
-        if not (_gatherable(raw.ids) and _gatherable(raw.multi)):
+        self._check_shapes(raw)
+        if not raw.ids_well_formed():
             return self._transform_reference(raw, student_only=student_only)
         dense = self._dense_block(raw.dense)
         ids = self._gather(raw.ids, self._plans["categorical", student_only])
         multi = self._gather(raw.multi, self._plans["multi", student_only])
         return ModelBatch(dense=dense, ids=ids, multi=multi)
+
+    def _check_shapes(self, raw: RawBatch) -> None:
+        n = len(raw)
+        _check_shape("dense", raw.dense, (n, len(self._dense)))
+        _check_shape("ids", raw.ids, (n, len(self._categorical)))
+        _check_shape("multi", raw.multi, (n, len(self._multi), self.max_len))
 
     def _dense_block(self, raw_dense: np.ndarray) -> np.ndarray:
         """FP32 ``[B, dense_dim]``: the reference's dense arithmetic (same ops on the same operand
@@ -179,10 +182,7 @@ class Preprocessor:
 
     def _transform_reference(self, raw: RawBatch, *, student_only: bool = False) -> ModelBatch:
         """The per-feature definition of :meth:`transform` (kept as its reference and error path)."""
-        n = len(raw)
-        _check_shape("dense", raw.dense, (n, len(self._dense)))
-        _check_shape("ids", raw.ids, (n, len(self._categorical)))
-        _check_shape("multi", raw.multi, (n, len(self._multi), self.max_len))
+        self._check_shapes(raw)
         x = raw.dense.astype(np.float32, copy=True)
         missing = np.isnan(x)
         if np.isinf(x).any():
@@ -331,11 +331,6 @@ class _GatherPlan:
     start: np.ndarray  # int64
     last: np.ndarray  # uint64
     fallback: tuple[tuple[int, FeatureSpec], ...]
-
-
-def _gatherable(x: np.ndarray) -> bool:
-    """INT64 ids all >= -1 (MISSING_ID): what the one-gather path takes."""
-    return x.dtype == np.int64 and (x.size == 0 or int(x.min()) >= MISSING_ID)
 
 
 def _lookup_table(vocab: np.ndarray) -> np.ndarray | None:

@@ -49,7 +49,7 @@ from recdistill.data.schema import Schema
 from recdistill.errors import ArtefactError, DataError
 from recdistill.gbdt import encoding as enc
 from recdistill.gbdt.encoding import F64, I64, MeanEncoding
-from recdistill.gbdt.tables import _FastTables, _gatherable
+from recdistill.gbdt.tables import _FastTables
 from recdistill.io_utils import atomic_path
 
 FEATURIZER_FILE = "gbdt_featurizer.json"
@@ -153,7 +153,7 @@ class GbdtFeaturizer:
     def _transform(self, raw: RawBatch, oof: dict[str, F64] | None) -> F32:
         """``X [B, n_features]`` from the precomputed tables; ``oof`` replaces encoding columns."""
         self._check_shapes(raw)
-        if not (_gatherable(raw.ids) and _gatherable(raw.multi)):
+        if not raw.ids_well_formed():
             return self._transform_reference(raw, oof)
         n = len(raw)
         fast = self._fast

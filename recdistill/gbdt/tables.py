@@ -25,11 +25,6 @@ if TYPE_CHECKING:
 NO_ATTRIBUTE = MISSING_ID - 1  # attribute of a history id that has none (never equals a row's)
 
 
-def _gatherable(x: np.ndarray) -> bool:
-    """INT64 ids all >= -1 (MISSING_ID): what the table path takes."""
-    return x.dtype == np.int64 and (x.size == 0 or int(x.min()) >= MISSING_ID)
-
-
 def _first(a: F64, k: int, what: str, *, empty: float | None = None) -> F64:
     """``a[:k]`` (what the reference reads for keys 0..k-1); ``empty`` fills an empty ``a``."""
     if a.size == 0 and empty is not None:
