@@ -345,14 +345,3 @@ def write_plot(path: Path, doc: Mapping[str, Any]) -> Path:
     finally:
         plt.close(fig)
     return path
-
-
-def finite(obj: Any) -> Any:
-    """JSON has no NaN/inf: turn them into null, recursively."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite(v) for v in obj]
-    return obj

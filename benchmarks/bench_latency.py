@@ -59,7 +59,7 @@ from _latency_phases import (
     size_sweep,
 )
 from _latency_repo import BenchModel, bench_models, build_bench_repository, load_run
-from _latency_results import evaluate_targets, finite, markdown, write_csvs, write_plot
+from _latency_results import evaluate_targets, markdown, write_csvs, write_plot
 
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.readers import read_frame
@@ -69,7 +69,7 @@ from recdistill.pipeline.context import RunContext
 from recdistill.serving.loadtest.report import LoadTestReport
 from recdistill.serving.loadtest.requests import RequestPool, build_request_pool
 from recdistill.serving.loadtest.runner import machine_note
-from recdistill.serving.loadtest.stats import RunResult
+from recdistill.serving.loadtest.stats import RunResult, finite_json
 
 CONTENDED_CORES = 0.2  # other processes' average use above which the figures get a warning
 
@@ -200,7 +200,7 @@ def contention(cpu: dict[str, Any]) -> str | None:
 
 
 def write_outputs(out: Path, doc: dict[str, Any], runs: dict[tuple[str, int], list[RunResult]]) -> None:
-    clean = finite(doc)
+    clean = finite_json(doc)
     atomic_write_json(out / "latency.json", clean)
     write_csvs(out / "latency", runs)
     if clean["open_loop"]["models"] and clean["sizes"]["models"]:

@@ -164,7 +164,7 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["error_fraction"] = self.error_fraction
-        return _finite(d)
+        return finite_json(d)
 
     def csv_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {k: getattr(self, k) for k in _RUN_FIELDS}
@@ -288,7 +288,7 @@ def request_log_csv_text(log: RequestLog, t0: float) -> str:
 def write_results(out_dir: Path, results: Sequence[RunResult], extra: dict[str, Any]) -> tuple[Path, Path]:
     """``results.json`` (``extra`` + every run) and ``results.csv`` (one row per run), atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = {**_finite(extra), "runs": [r.to_dict() for r in results]}
+    doc = {**finite_json(extra), "runs": [r.to_dict() for r in results]}
     json_path = atomic_write_json(out_dir / "results.json", doc)
     csv_path = atomic_write_text(out_dir / "results.csv", results_csv_text(results))
     return json_path, csv_path
@@ -298,14 +298,14 @@ def write_request_log(path: Path, log: RequestLog, t0: float) -> Path:
     return atomic_write_text(path, request_log_csv_text(log, t0))
 
 
-def _finite(obj: Any) -> Any:
+def finite_json(obj: Any) -> Any:
     """JSON has no NaN/inf: turn them into null, recursively (dataclasses become dicts)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
+        return [finite_json(v) for v in obj]
     if hasattr(obj, "__dataclass_fields__"):
-        return _finite(asdict(obj))
+        return finite_json(asdict(obj))
     return obj
