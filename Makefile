@@ -37,13 +37,13 @@ bench: $(STAMP)
 	bash benchmarks/run_all.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check recdistill data_gen tests benchmarks
-	$(BIN)/ruff format --check recdistill data_gen tests benchmarks
-	$(BIN)/mypy recdistill data_gen
+	$(BIN)/ruff check recdistill serving data_gen tests benchmarks
+	$(BIN)/ruff format --check recdistill serving data_gen tests benchmarks
+	$(BIN)/mypy recdistill serving data_gen
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix recdistill data_gen tests benchmarks
-	$(BIN)/ruff format recdistill data_gen tests benchmarks
+	$(BIN)/ruff check --fix recdistill serving data_gen tests benchmarks
+	$(BIN)/ruff format recdistill serving data_gen tests benchmarks
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from _latency_repo import bench_models, load_run
 
-    from recdistill.serving.loadtest.requests import build_request_pool
+    from serving.loadtest.requests import build_request_pool
 
     p = argparse.ArgumentParser(description="library transforms vs their references: equality and time")
     p.add_argument("--run-dir", required=True)

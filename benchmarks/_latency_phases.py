@@ -22,12 +22,12 @@ from _latency_results import P99_BUDGET_MS, closed_loop_entry, open_loop_entry
 from recdistill.config.loadtest import CapacitySearchConfig, LoadTestConfig
 from recdistill.errors import ServingError
 from recdistill.pipeline.context import RunContext
-from recdistill.serving.contract import InputContract
-from recdistill.serving.loadtest.report import LoadTestReport, run_line
-from recdistill.serving.loadtest.requests import RequestPool
-from recdistill.serving.loadtest.runner import Measurement, measure_closed_loop, measure_open_loop
-from recdistill.serving.loadtest.stats import RunResult, latencies_ms
-from recdistill.serving.loadtest.wire import EncodedRequest, encode_pool
+from serving.contract import InputContract
+from serving.loadtest.report import LoadTestReport, run_line
+from serving.loadtest.requests import RequestPool
+from serving.loadtest.runner import Measurement, measure_closed_loop, measure_open_loop
+from serving.loadtest.stats import RunResult, latencies_ms
+from serving.loadtest.wire import EncodedRequest, encode_pool
 
 RATE = 200.0
 CANDIDATES = 128
@@ -181,7 +181,7 @@ def size_sweep(
 
 def capacity(bench: Bench, models: list[str], pool: RequestPool, plan: Plan) -> dict[str, Any]:
     """Highest open-loop rate whose p99 is within :data:`P99_BUDGET_MS`, per model."""
-    from recdistill.serving.loadtest.slo import capacity_at_slo
+    from serving.loadtest.slo import capacity_at_slo
 
     out: dict[str, Any] = {}
     cfg = plan.capacity
@@ -217,7 +217,7 @@ def capacity(bench: Bench, models: list[str], pool: RequestPool, plan: Plan) -> 
 
 def perf_analyzer_check(bench: Bench, pool: RequestPool, plan: Plan, workdir: Path) -> dict[str, Any]:
     """Our closed loop vs perf_analyzer on :data:`PA_MODEL` (medians of interleaved pairs)."""
-    from recdistill.serving.loadtest.perf_analyzer import (
+    from serving.loadtest.perf_analyzer import (
         check_runnable,
         compare_with_perf_analyzer,
         find_perf_analyzer,

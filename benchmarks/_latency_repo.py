@@ -26,10 +26,10 @@ from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.stages_serving import NOOP, model_dirs, served_names
-from recdistill.serving.contract import InputContract
-from recdistill.serving.predictors import PREDICTOR_FILE
-from recdistill.serving.predictors_gbdt import GBDT_LIGHTGBM
-from recdistill.serving.repository import ModelSpec, write_repository
+from serving.contract import InputContract
+from serving.predictors import PREDICTOR_FILE
+from serving.predictors_gbdt import GBDT_LIGHTGBM
+from serving.repository import ModelSpec, write_repository
 
 BENCH_REPOSITORY = "bench_repository"
 GBDT_NATIVE = "gbdt_lightgbm"  # served name of the LightGBM-native GBDT

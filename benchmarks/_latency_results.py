@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from recdistill.io_utils import atomic_path, atomic_write_text
-from recdistill.serving.loadtest.stats import F64, LatencySummary, RunResult, results_csv_text
+from serving.loadtest.stats import F64, LatencySummary, RunResult, results_csv_text
 
 P99_BUDGET_MS = 10.0
 TARGETS_P99_MS = {"mlp": 2.0, "gbdt": 3.0}  # at 200 requests/s open loop, 128 candidates

@@ -14,7 +14,7 @@ Steps (one Triton server for all of them; requests are real rows of the run's te
    request in flight: the service time at that size without queueing, and no rate that the
    teacher at 1024 rows could fail to sustain);
 4. capacity at p99 <= 10 ms (open loop, 128 candidates) for teacher, mlp and gbdt
-   (:func:`recdistill.serving.loadtest.slo.capacity_at_slo`; the teacher's search starts lower);
+   (:func:`serving.loadtest.slo.capacity_at_slo`; the teacher's search starts lower);
 5. cross-check of our closed-loop generator with Triton's perf_analyzer on mlp at concurrency 1
    and 2 (interleaved pairs, medians; skipped with the reason when perf_analyzer cannot run);
 6. server stopped: in-process breakdown of each predictor at 128 rows (:mod:`_latency_profile`)
@@ -66,10 +66,10 @@ from recdistill.data.readers import read_frame
 from recdistill.errors import RecDistillError, ServingError
 from recdistill.io_utils import atomic_write_json, atomic_write_text
 from recdistill.pipeline.context import RunContext
-from recdistill.serving.loadtest.report import LoadTestReport
-from recdistill.serving.loadtest.requests import RequestPool, build_request_pool
-from recdistill.serving.loadtest.runner import machine_note
-from recdistill.serving.loadtest.stats import RunResult, finite_json
+from serving.loadtest.report import LoadTestReport
+from serving.loadtest.requests import RequestPool, build_request_pool
+from serving.loadtest.runner import machine_note
+from serving.loadtest.stats import RunResult, finite_json
 
 CONTENDED_CORES = 0.2  # other processes' average use above which the figures get a warning
 
@@ -88,7 +88,7 @@ def measure_all(bench: Bench, ctx: RunContext, repo: Path, models: list[BenchMod
                 doc: dict[str, Any]) -> None:  # fmt: skip
     """Start Triton once, run every phase, fill ``doc``; the in-process phase runs after it stops."""
     from recdistill.pipeline.serve_and_load import check_parity
-    from recdistill.serving.launcher import TritonServer
+    from serving.launcher import TritonServer
 
     pools = _pools(ctx)
     doc["requests"] = {str(n): p.describe() for n, p in pools.items()}

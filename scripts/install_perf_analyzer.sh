@@ -3,7 +3,7 @@
 #
 # perf_analyzer links against libb64.so.0d (Debian package libb64-0d) and libcudart.so.12
 # (the nvidia-cuda-runtime-cu12 wheel, put on LD_LIBRARY_PATH by
-# recdistill.serving.loadtest.perf_analyzer). This script installs the former when it is
+# serving.loadtest.perf_analyzer). This script installs the former when it is
 # missing and is safe to run again (it does nothing when the library is already there).
 #
 # Usage: bash scripts/install_perf_analyzer.sh [VENV]   (VENV defaults to .venv)

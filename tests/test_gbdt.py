@@ -30,9 +30,9 @@ from recdistill.gbdt.encoding import assign_folds, fit_mean_encoding, functional
 from recdistill.gbdt.features import GbdtFeaturizer
 from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE, TransferRows, train_gbdt
 from recdistill.metrics import auc
-from recdistill.serving.contract import InputContract
-from recdistill.serving.predictors import PREDICTOR_KINDS, load_predictor
-from recdistill.serving.predictors_gbdt import (
+from serving.contract import InputContract
+from serving.predictors import PREDICTOR_KINDS, load_predictor
+from serving.predictors_gbdt import (
     EXPORT_FILE,
     GBDT_COMPILED,
     GBDT_LIGHTGBM,

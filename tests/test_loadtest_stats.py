@@ -20,12 +20,12 @@ from recdistill.config.loadtest import CapacitySearchConfig, LoadTestConfig, Slo
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.schema import Schema
 from recdistill.errors import ConfigError
-from recdistill.serving.loadtest.closed_loop import run_closed_loop
-from recdistill.serving.loadtest.open_loop import poisson_schedule, run_open_loop
-from recdistill.serving.loadtest.plots import plot_capacity, plot_latency
-from recdistill.serving.loadtest.requests import build_request_pool
-from recdistill.serving.loadtest.slo import capacity_at_slo, check_slo
-from recdistill.serving.loadtest.stats import (
+from serving.loadtest.closed_loop import run_closed_loop
+from serving.loadtest.open_loop import poisson_schedule, run_open_loop
+from serving.loadtest.plots import plot_capacity, plot_latency
+from serving.loadtest.requests import build_request_pool
+from serving.loadtest.slo import capacity_at_slo, check_slo
+from serving.loadtest.stats import (
     CSV_FIELDS,
     DROPPED,
     ERROR,
@@ -39,7 +39,7 @@ from recdistill.serving.loadtest.stats import (
     summarize,
     write_results,
 )
-from recdistill.serving.loadtest.wire import (
+from serving.loadtest.wire import (
     UNAVAILABLE,
     EncodedRequest,
     check_loopback,
@@ -494,7 +494,7 @@ def test_cli_rejects_bad_arguments_at_once(tmp_path: Path, capsys: pytest.Captur
 def test_perf_analyzer_input_data_and_report(tmp_path: Path, tiny_data: Path, tiny_schema: Schema) -> None:
     import base64
 
-    from recdistill.serving.loadtest.perf_analyzer import parse_report, write_input_data
+    from serving.loadtest.perf_analyzer import parse_report, write_input_data
 
     pool = build_request_pool(tiny_data / "test.parquet", tiny_schema, candidates=8, pool_size=2)
     doc = json.loads(write_input_data(tmp_path / "in.json", pool.batches).read_text())

@@ -25,9 +25,9 @@ from recdistill.config.loadtest import LoadTestConfig
 from recdistill.config.serving import ServingConfig
 from recdistill.data.schema import Schema
 from recdistill.errors import ServingError
-from recdistill.serving.contract import InputContract
-from recdistill.serving.launcher import TritonServer, free_ports
-from recdistill.serving.repository import ModelSpec, write_repository
+from serving.contract import InputContract
+from serving.launcher import TritonServer, free_ports
+from serving.repository import ModelSpec, write_repository
 
 pytestmark = [pytest.mark.slow, pytest.mark.triton]
 
@@ -199,12 +199,12 @@ def test_server_killed_mid_test_writes_partial_results(
 
 
 def test_perf_analyzer_cross_check(server: TritonServer, data_file: Path, tmp_path: Path) -> None:
-    from recdistill.serving.loadtest.perf_analyzer import (
+    from serving.loadtest.perf_analyzer import (
         check_runnable,
         compare_with_perf_analyzer,
         find_perf_analyzer,
     )
-    from recdistill.serving.loadtest.requests import build_request_pool
+    from serving.loadtest.requests import build_request_pool
 
     try:
         check_runnable(find_perf_analyzer())

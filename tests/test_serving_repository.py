@@ -21,21 +21,21 @@ from recdistill.data.batch import RawBatch
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.schema import Schema
 from recdistill.errors import ArtefactError, ConfigError, ServingError
-from recdistill.serving import predictors
-from recdistill.serving.client import raw_batches_from_file
-from recdistill.serving.contract import InputContract, TensorSpec, contract_io, to_wire
-from recdistill.serving.execute import execute_requests
-from recdistill.serving.launcher import free_ports, port_is_free
-from recdistill.serving.predictors import PredictorKind, PredictorSpec, load_predictor
-from recdistill.serving.repository import (
+from serving import predictors
+from serving.client import raw_batches_from_file
+from serving.contract import InputContract, TensorSpec, contract_io, to_wire
+from serving.execute import execute_requests
+from serving.launcher import free_ports, port_is_free
+from serving.predictors import PredictorKind, PredictorSpec, load_predictor
+from serving.repository import (
     ModelSpec,
     model_config_pbtxt,
     ranker_config_pbtxt,
     validate_repository,
     write_repository,
 )
-from recdistill.serving.triton_install import MARKER, STUB, locate_wheel, prepare_triton
-from recdistill.serving.validation import InvalidRequestError, check_predictions, validate_request
+from serving.triton_install import MARKER, STUB, locate_wheel, prepare_triton
+from serving.validation import InvalidRequestError, check_predictions, validate_request
 
 CONTRACT = InputContract(n_dense=3, n_ids=2, n_multi=2, max_len=4)
 

@@ -23,11 +23,11 @@ from tritonclient.utils import InferenceServerException
 from recdistill.config.serving import ServingConfig
 from recdistill.data.batch import RawBatch
 from recdistill.errors import ServingError
-from recdistill.serving.client import RankingClient
-from recdistill.serving.contract import InputContract, to_wire
-from recdistill.serving.launcher import TritonServer, port_is_free
-from recdistill.serving.repository import ModelSpec, write_repository
-from recdistill.serving.triton_install import TritonInstall, prepare_triton
+from serving.client import RankingClient
+from serving.contract import InputContract, to_wire
+from serving.launcher import TritonServer, port_is_free
+from serving.repository import ModelSpec, write_repository
+from serving.triton_install import TritonInstall, prepare_triton
 
 pytestmark = [pytest.mark.slow, pytest.mark.triton, pytest.mark.timeout(300)]
 

@@ -42,11 +42,11 @@ from recdistill.models.student_mlp import (
     fold_rows,
     load_student,
 )
-from recdistill.serving.predictors import PREDICTOR_FILE, PredictorSpec
-from recdistill.serving.predictors_mlp import load as load_mlp_predictor
-from recdistill.serving.predictors_mlp import write_mlp_version
 from recdistill.students.soft_labels import HASH_KEY, load_soft_labels
 from recdistill.students.train_mlp import build_student, epoch_batches, train_mlp
+from serving.predictors import PREDICTOR_FILE, PredictorSpec
+from serving.predictors_mlp import load as load_mlp_predictor
+from serving.predictors_mlp import write_mlp_version
 
 SPLITS = ("train", "valid", "test", "transfer")
 TEACHER_HASH = "a" * 64

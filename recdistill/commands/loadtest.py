@@ -90,17 +90,17 @@ def _concurrencies(text: str | None) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recdistill.serving.loadtest.perf_analyzer import compare_with_perf_analyzer
-    from recdistill.serving.loadtest.report import LoadTestReport, run_line
-    from recdistill.serving.loadtest.requests import build_request_pool
-    from recdistill.serving.loadtest.runner import (
+    from serving.loadtest.perf_analyzer import compare_with_perf_analyzer
+    from serving.loadtest.report import LoadTestReport, run_line
+    from serving.loadtest.requests import build_request_pool
+    from serving.loadtest.runner import (
         machine_note,
         measure_closed_loop,
         measure_open_loop,
         preflight,
     )
-    from recdistill.serving.loadtest.slo import capacity_at_slo, check_slo
-    from recdistill.serving.loadtest.wire import check_loopback, encode_pool
+    from serving.loadtest.slo import capacity_at_slo, check_slo
+    from serving.loadtest.wire import check_loopback, encode_pool
 
     # -- everything that can be wrong with the arguments fails here, before any traffic -----------
     try:

@@ -39,8 +39,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recdistill.serving.launcher import TritonServer
-    from recdistill.serving.repository import describe
+    from serving.launcher import TritonServer
+    from serving.repository import describe
 
     cfg = ServingConfig()
     if args.config:

@@ -100,7 +100,7 @@ def distill_gbdt(
         extra=extra,
     )
     if export_dir is not None:
-        from recdistill.serving.predictors_gbdt import write_gbdt_version
+        from serving.predictors_gbdt import write_gbdt_version
 
         metrics["export"] = write_gbdt_version(
             export_dir, model_dir=out_dir, parity_raw=valid_raw.slice(0, PARITY_ROWS)

@@ -21,7 +21,7 @@ SOURCE_ROOT = Path(recdistill.__file__).resolve().parent.parent
 
 _DATA = ("recdistill/data",)
 _TEACHER = ("recdistill/models/teacher.py", "recdistill/modules", "recdistill/teacher")
-_SERVING = ("recdistill/serving",)
+_SERVING = ("serving",)
 
 STAGE_CODE: dict[str, tuple[str, ...]] = {
     "data": ("data_gen", *_DATA),

@@ -59,7 +59,7 @@ def teacher_test_probs(ctx: RunContext, row_key: str, keys: np.ndarray) -> np.nd
 
 
 def evaluate_run(ctx: RunContext) -> dict[str, Any]:
-    from recdistill.serving.predictors import load_predictor
+    from serving.predictors import load_predictor
 
     schema = ctx.schema()
     test_path = split_path(ctx.data_dir, "test")

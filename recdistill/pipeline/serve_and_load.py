@@ -35,8 +35,8 @@ def check_parity(
     atol: float,
 ) -> dict[str, dict[str, Any]]:
     """Max |served - in-process| per model over ``raw`` (raises :class:`ServingError` past ``atol``)."""
-    from recdistill.serving.client import RankingClient
-    from recdistill.serving.predictors import load_predictor
+    from serving.client import RankingClient
+    from serving.predictors import load_predictor
 
     out: dict[str, dict[str, Any]] = {}
     for model in models:
@@ -80,7 +80,7 @@ def sample_ranking(
     grpc_url: str, raw: RawBatch, request_ids: np.ndarray, row_keys: np.ndarray
 ) -> dict[str, Any]:
     """Rank the candidates of the first request through ``ranker``; returns the top 10."""
-    from recdistill.serving.client import RankingClient
+    from serving.client import RankingClient
 
     rid = request_ids[0]
     idx = np.flatnonzero(request_ids == rid)
@@ -92,12 +92,12 @@ def sample_ranking(
 
 
 def serve_check_and_load_test(ctx: RunContext) -> dict[str, Any]:
-    from recdistill.serving.launcher import TritonServer
-    from recdistill.serving.loadtest.report import LoadTestReport, run_line
-    from recdistill.serving.loadtest.requests import build_request_pool
-    from recdistill.serving.loadtest.runner import machine_note, measure_open_loop
-    from recdistill.serving.loadtest.stats import latencies_ms
-    from recdistill.serving.loadtest.wire import encode_pool
+    from serving.launcher import TritonServer
+    from serving.loadtest.report import LoadTestReport, run_line
+    from serving.loadtest.requests import build_request_pool
+    from serving.loadtest.runner import machine_note, measure_open_loop
+    from serving.loadtest.stats import latencies_ms
+    from serving.loadtest.wire import encode_pool
 
     schema = ctx.schema()
     rep = ctx.cfg.report

@@ -26,8 +26,8 @@ def _teacher_inputs(ctx: RunContext) -> dict[str, str]:
 
 
 def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
-    from recdistill.serving.predictors_teacher import write_teacher_version
     from recdistill.teacher.train import run_train_teacher
+    from serving.predictors_teacher import write_teacher_version
 
     if not resume and ctx.teacher_dir.exists():
         shutil.rmtree(ctx.teacher_dir)  # inputs changed: checkpoints of another run must not resume
@@ -86,8 +86,8 @@ def mlp_variants(ctx: RunContext) -> dict[str, tuple[DistillLossConfig, MlpStude
 
 
 def _mlp_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
-    from recdistill.serving.predictors_mlp import write_mlp_version
     from recdistill.students.distill_mlp import distill_mlp
+    from serving.predictors_mlp import write_mlp_version
 
     out: dict[str, Any] = {}
     for name, (loss, cfg) in mlp_variants(ctx).items():

@@ -61,8 +61,8 @@ def _models_inputs(ctx: RunContext) -> dict[str, str]:
 
 # -- export -------------------------------------------------------------------------------------------
 def _export_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
-    from recdistill.serving.contract import InputContract
-    from recdistill.serving.repository import ModelSpec, write_repository
+    from serving.contract import InputContract
+    from serving.repository import ModelSpec, write_repository
 
     specs = []
     dirs = model_dirs(ctx)
@@ -130,7 +130,7 @@ def _report_inputs(ctx: RunContext) -> dict[str, str]:
 
 def _report_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.report.render import recommend, write_report
-    from recdistill.serving.loadtest.runner import machine_note
+    from serving.loadtest.runner import machine_note
 
     evaluation = read_json(ctx.run_dir / "evaluation.json")
     lt_path = ctx.loadtest_dir / "summary.json"

@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from recdistill.serving.loadtest.open_loop import _LEAD_S, LoopOutcome, _State
-from recdistill.serving.loadtest.stats import RequestLog
-from recdistill.serving.loadtest.wire import EncodedRequest, Transport
+from serving.loadtest.open_loop import _LEAD_S, LoopOutcome, _State
+from serving.loadtest.stats import RequestLog
+from serving.loadtest.wire import EncodedRequest, Transport
 
 
 async def run_closed_loop(

@@ -11,7 +11,7 @@ Both read the same version folder and run exactly the training-time featurizer::
 ``predict(raw) = model(featurizer.transform(raw))``: FP32 ``[B]`` click probabilities, one
 thread (a Triton instance serves one batch at a time; scale with instances).
 
-Registry entries (``recdistill.serving.predictors.PREDICTOR_KINDS``) are in
+Registry entries (``serving.predictors.PREDICTOR_KINDS``) are in
 :data:`GBDT_PREDICTOR_KINDS`; :func:`write_gbdt_version` builds a version folder, compiling when
 a compiler is present and falling back to LightGBM's predictor otherwise.
 """
@@ -35,8 +35,8 @@ from recdistill.export.gbdt_compile import LIB_FILE, CompilerUnavailableError, c
 from recdistill.gbdt.features import FEATURIZER_FILE, GbdtFeaturizer
 from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 from recdistill.io_utils import atomic_path
-from recdistill.serving.contract import InputContract
-from recdistill.serving.predictors import PREDICTOR_FILE, Predictor, PredictorKind, PredictorSpec
+from serving.contract import InputContract
+from serving.predictors import PREDICTOR_FILE, Predictor, PredictorKind, PredictorSpec
 
 GBDT_COMPILED = "gbdt_compiled"
 GBDT_LIGHTGBM = "gbdt_lightgbm"
@@ -45,10 +45,10 @@ _FEATURIZER_JSON = f"{FEATURIZER_DIR}/{FEATURIZER_FILE}"
 
 GBDT_PREDICTOR_KINDS: dict[str, PredictorKind] = {
     GBDT_COMPILED: PredictorKind(
-        "recdistill.serving.predictors_gbdt:load_compiled", files=(LIB_FILE, MODEL_FILE, _FEATURIZER_JSON)
+        "serving.predictors_gbdt:load_compiled", files=(LIB_FILE, MODEL_FILE, _FEATURIZER_JSON)
     ),
     GBDT_LIGHTGBM: PredictorKind(
-        "recdistill.serving.predictors_gbdt:load_lightgbm", files=(MODEL_FILE, _FEATURIZER_JSON)
+        "serving.predictors_gbdt:load_lightgbm", files=(MODEL_FILE, _FEATURIZER_JSON)
     ),
 }
 log = logging.getLogger(__name__)

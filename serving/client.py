@@ -7,7 +7,7 @@ Example::
     prob = await client.predict_async(raw)                             # asyncio, gRPC only
 
 Zero-width feature kinds are padded to the contract's dummy width-1 column here (see
-:mod:`recdistill.serving.contract`), so callers always pass true widths. Server-side errors
+:mod:`serving.contract`), so callers always pass true widths. Server-side errors
 (invalid input, unknown model, timeouts) raise :class:`ServingError` with the server's message.
 """
 
@@ -27,8 +27,8 @@ from tritonclient.utils import InferenceServerException
 from recdistill.data.batch import F32, RawBatch
 from recdistill.data.schema import Schema
 from recdistill.errors import ServingError
-from recdistill.serving.contract import PROB, to_wire
-from recdistill.serving.repository import RANKER
+from serving.contract import PROB, to_wire
+from serving.repository import RANKER
 
 Protocol = Literal["http", "grpc"]
 _DTYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}

@@ -6,7 +6,7 @@ latency. Here each pool request becomes a ``ModelInferRequest`` (Triton's own pr
 ``tritonclient.grpc.service_pb2``) serialised to bytes once, and :class:`InferChannel` sends the
 bytes on a ``grpc.aio`` channel with a pass-through serialiser. Control-plane calls (liveness,
 model readiness, metadata, statistics) go through ``tritonclient.grpc.aio`` (see
-:mod:`recdistill.serving.loadtest.server_stats`).
+:mod:`serving.loadtest.server_stats`).
 
 Outcomes: a response whose ``prob`` output holds ``N`` FP32 values is OK; gRPC
 ``DEADLINE_EXCEEDED`` is a timeout; ``UNAVAILABLE`` means the server is gone (the runner ends
@@ -24,8 +24,8 @@ import numpy as np
 from tritonclient.grpc import service_pb2
 
 from recdistill.data.batch import RawBatch
-from recdistill.serving.contract import PROB, to_wire
-from recdistill.serving.loadtest.stats import ERROR, OK, TIMEOUT
+from serving.contract import PROB, to_wire
+from serving.loadtest.stats import ERROR, OK, TIMEOUT
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 UNAVAILABLE = -1  # an ERROR outcome that also says "the server is unreachable"

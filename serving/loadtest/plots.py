@@ -17,8 +17,8 @@ import numpy as np
 from matplotlib import ticker
 
 from recdistill.io_utils import atomic_path
-from recdistill.serving.loadtest.slo import SloVerdict
-from recdistill.serving.loadtest.stats import F64, LatencySummary, log_histogram
+from serving.loadtest.slo import SloVerdict
+from serving.loadtest.stats import F64, LatencySummary, log_histogram
 
 
 def plot_latency(

@@ -10,7 +10,7 @@ Every served model (teacher and students) takes the raw request tensors of
 
 Zero-width features. A Triton tensor dimension cannot be 0, yet a schema may have no dense,
 no categorical or no multi-valued features. Such a tensor travels with a *dummy width-1
-column* (``dims [1]``, or ``[1, 1]`` for ``multi``): :class:`~recdistill.serving.client.RankingClient`
+column* (``dims [1]``, or ``[1, 1]`` for ``multi``): :class:`~serving.client.RankingClient`
 fills it with the missing marker (NaN / -1), the server checks its dtype and shape like any
 other input and then drops it unread, so a predictor always receives the true widths
 (``[B, 0]``, ``[B, 0, max_len]``). The true widths travel in each model's ``config.pbtxt`` as the

@@ -24,9 +24,9 @@ from recdistill.data.preprocess import Preprocessor
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import atomic_path, atomic_write_json
 from recdistill.models.teacher import TeacherInputs
-from recdistill.serving.predictors import PREDICTOR_FILE, Predictor, PredictorSpec
 from recdistill.teacher.checkpoint import MODEL_FILE, load_teacher
 from recdistill.teacher.score import check_teacher_inputs, predict_logits
+from serving.predictors import PREDICTOR_FILE, Predictor, PredictorSpec
 
 KIND = "teacher_torch"
 PREPROCESS_DIR = "preprocess"

@@ -20,9 +20,9 @@ import numpy as np
 
 from recdistill.data.batch import F32, RawBatch
 from recdistill.errors import ServingError
-from recdistill.serving.contract import CONTRACT_PARAMETER, InputContract
-from recdistill.serving.predictors import Predictor, load_predictor, read_predictor_json
-from recdistill.serving.validation import check_predictions, validate_request
+from serving.contract import CONTRACT_PARAMETER, InputContract
+from serving.predictors import Predictor, load_predictor, read_predictor_json
+from serving.validation import check_predictions, validate_request
 
 _NOT_RUN = RuntimeError("internal error: the predictor never ran for this request")
 
@@ -102,7 +102,7 @@ class ServedModel:
         if param is None:
             raise ServingError(
                 f"model {name!r}: config.pbtxt lacks the {CONTRACT_PARAMETER!r} parameter; "
-                "generate configs with recdistill.serving.repository"
+                "generate configs with serving.repository"
             )
         contract = InputContract.from_json(param, where=f"model {name!r}")
         kind, _ = read_predictor_json(version_dir)

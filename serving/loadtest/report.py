@@ -19,10 +19,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from recdistill.serving.loadtest.plots import plot_capacity, plot_latency
-from recdistill.serving.loadtest.runner import Measurement
-from recdistill.serving.loadtest.slo import CapacityResult, SloVerdict
-from recdistill.serving.loadtest.stats import RunResult, latencies_ms, write_request_log, write_results
+from serving.loadtest.plots import plot_capacity, plot_latency
+from serving.loadtest.runner import Measurement
+from serving.loadtest.slo import CapacityResult, SloVerdict
+from serving.loadtest.stats import RunResult, latencies_ms, write_request_log, write_results
 
 
 class LoadTestReport:

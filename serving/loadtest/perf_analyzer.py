@@ -34,9 +34,9 @@ from recdistill.config.loadtest import LoadTestConfig
 from recdistill.data.batch import RawBatch
 from recdistill.errors import ServingError
 from recdistill.io_utils import atomic_write_text
-from recdistill.serving.contract import to_wire
-from recdistill.serving.loadtest.runner import measure_closed_loop, measure_open_loop
-from recdistill.serving.loadtest.wire import encode_pool
+from serving.contract import to_wire
+from serving.loadtest.runner import measure_closed_loop, measure_open_loop
+from serving.loadtest.wire import encode_pool
 
 PERF_ANALYZER = "perf_analyzer"
 INSTALL_HINT = "run scripts/install_perf_analyzer.sh (installs Debian's libb64-0d)"

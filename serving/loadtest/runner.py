@@ -25,11 +25,11 @@ import numpy as np
 from recdistill.config.loadtest import LoadTestConfig
 from recdistill.data.batch import RawBatch
 from recdistill.errors import ServingError
-from recdistill.serving.loadtest.closed_loop import run_closed_loop
-from recdistill.serving.loadtest.open_loop import LoopOutcome, poisson_schedule, run_open_loop
-from recdistill.serving.loadtest.server_stats import ModelInfo, ServerProbe, Snapshot, diff_stats
-from recdistill.serving.loadtest.stats import RequestLog, RunResult, summarize
-from recdistill.serving.loadtest.wire import EncodedRequest, InferChannel, wire_shapes
+from serving.loadtest.closed_loop import run_closed_loop
+from serving.loadtest.open_loop import LoopOutcome, poisson_schedule, run_open_loop
+from serving.loadtest.server_stats import ModelInfo, ServerProbe, Snapshot, diff_stats
+from serving.loadtest.stats import RequestLog, RunResult, summarize
+from serving.loadtest.wire import EncodedRequest, InferChannel, wire_shapes
 
 UNAVAILABLE_ABORT_AFTER = 5  # consecutive UNAVAILABLE replies that end a test
 

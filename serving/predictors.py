@@ -23,10 +23,10 @@ Adding a predictor (e.g. ``mlp_onnx``) takes two steps and no import side effect
 
 2. add one line to :data:`PREDICTOR_KINDS`::
 
-       "mlp_onnx": PredictorKind("recdistill.serving.predictor_onnx:load", files=("model.onnx",)),
+       "mlp_onnx": PredictorKind("serving.predictor_onnx:load", files=("model.onnx",)),
 
 ``files`` lists the artefacts (relative to the version folder) that
-:func:`recdistill.serving.repository.validate_repository` checks before the server starts.
+:func:`serving.repository.validate_repository` checks before the server starts.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import numpy as np
 
 from recdistill.data.batch import F32, RawBatch
 from recdistill.errors import ArtefactError
-from recdistill.serving.contract import InputContract
+from serving.contract import InputContract
 
 PREDICTOR_FILE = "predictor.json"
 
@@ -94,22 +94,22 @@ def load_noop(spec: PredictorSpec) -> Predictor:
 
 # -- the registry ---------------------------------------------------------------------------------
 PREDICTOR_KINDS: dict[str, PredictorKind] = {
-    "noop": PredictorKind("recdistill.serving.predictors:load_noop", options=("value",)),
+    "noop": PredictorKind("serving.predictors:load_noop", options=("value",)),
     "mlp_onnx": PredictorKind(
-        "recdistill.serving.predictors_mlp:load",
+        "serving.predictors_mlp:load",
         files=("model.onnx", "preprocess/preprocessor.json"),
         options=("intra_op_threads",),
     ),
     "gbdt_compiled": PredictorKind(
-        "recdistill.serving.predictors_gbdt:load_compiled",
+        "serving.predictors_gbdt:load_compiled",
         files=("trees.so", "model.txt", "featurizer/gbdt_featurizer.json"),
     ),
     "gbdt_lightgbm": PredictorKind(
-        "recdistill.serving.predictors_gbdt:load_lightgbm",
+        "serving.predictors_gbdt:load_lightgbm",
         files=("model.txt", "featurizer/gbdt_featurizer.json"),
     ),
     "teacher_torch": PredictorKind(
-        "recdistill.serving.predictors_teacher:load",
+        "serving.predictors_teacher:load",
         files=("model.pt", "preprocess/preprocessor.json"),
         options=("num_threads",),
     ),

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from recdistill.serving.loadtest.stats import DROPPED, ERROR, F64, RequestLog
-from recdistill.serving.loadtest.wire import UNAVAILABLE, EncodedRequest, Transport
+from serving.loadtest.stats import DROPPED, ERROR, F64, RequestLog
+from serving.loadtest.wire import UNAVAILABLE, EncodedRequest, Transport
 
 _LEAD_S = 0.02  # the first arrival is this long after the loop starts (channel warm, tasks ready)
 

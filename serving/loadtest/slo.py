@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from recdistill.config.loadtest import CapacitySearchConfig, SloTarget
-from recdistill.serving.loadtest.stats import RunResult
+from serving.loadtest.stats import RunResult
 
 
 @dataclass(frozen=True)

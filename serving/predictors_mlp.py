@@ -11,9 +11,9 @@ that produced the training tensors, loaded from the copy beside the model. At lo
 copy's fingerprint must equal the one stored in ``model.onnx`` (the preprocessing the student
 was trained with), and its schema must give the served input contract. Imports onnxruntime,
 numpy and the data package only (no torch). Register with one line in
-``recdistill.serving.predictors.PREDICTOR_KINDS``::
+``serving.predictors.PREDICTOR_KINDS``::
 
-    "mlp_onnx": PredictorKind("recdistill.serving.predictors_mlp:load",
+    "mlp_onnx": PredictorKind("serving.predictors_mlp:load",
                               files=("model.onnx", "preprocess/preprocessor.json"),
                               options=("intra_op_threads",)),
 """
@@ -30,9 +30,9 @@ from recdistill.data.batch import F32, RawBatch
 from recdistill.data.preprocess import Preprocessor
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import atomic_path, atomic_write_json
-from recdistill.serving.contract import InputContract
-from recdistill.serving.predictors import PREDICTOR_FILE, Predictor, PredictorSpec
 from recdistill.students import preprocess_fingerprint
+from serving.contract import InputContract
+from serving.predictors import PREDICTOR_FILE, Predictor, PredictorSpec
 
 KIND = "mlp_onnx"
 MODEL_FILE = "model.onnx"

@@ -32,9 +32,9 @@ from typing import IO
 
 from recdistill.config.serving import ServingConfig
 from recdistill.errors import ServingError
-from recdistill.serving.contract import InputContract
-from recdistill.serving.repository import Repository, validate_repository
-from recdistill.serving.triton_install import TritonInstall, prepare_triton
+from serving.contract import InputContract
+from serving.repository import Repository, validate_repository
+from serving.triton_install import TritonInstall, prepare_triton
 
 HOST = "127.0.0.1"
 LOG_FILE = "triton.log"

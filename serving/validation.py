@@ -4,7 +4,7 @@ Rules (every message names the tensor, the count of offending values and the fir
 
 * ``dense`` FP32 ``[B, n_dense]``, ``ids`` INT64 ``[B, n_ids]``, ``multi`` INT64
   ``[B, n_multi, max_len]`` with the contract's wire widths (a zero width travels as a dummy
-  width-1 column that is dropped here, unread; see :mod:`recdistill.serving.contract`).
+  width-1 column that is dropped here, unread; see :mod:`serving.contract`).
 * the batch dimension agrees across the three tensors and is at least 1 (an empty batch is an error).
 * ``dense``: NaN means *missing* and is accepted (preprocessing imputes it); +/-inf is rejected.
 * ``ids``/``multi``: ``-1`` means missing / padding; any id below ``-1`` is rejected. There is no
@@ -17,7 +17,7 @@ import numpy as np
 
 from recdistill.data.batch import F32, MISSING_ID, RawBatch
 from recdistill.errors import ServingError
-from recdistill.serving.contract import DENSE, IDS, MULTI, InputContract
+from serving.contract import DENSE, IDS, MULTI, InputContract
 
 _EXPECTED = {
     DENSE: (np.dtype(np.float32), "FP32", 2),
