@@ -20,9 +20,9 @@ from _latency_repo import BenchModel
 from _latency_results import P99_BUDGET_MS, closed_loop_entry, open_loop_entry
 
 from recdistill.config.loadtest import CapacitySearchConfig, LoadTestConfig
+from recdistill.data.contract import InputContract
 from recdistill.errors import ServingError
 from recdistill.pipeline.context import RunContext
-from serving.contract import InputContract
 from serving.loadtest.report import LoadTestReport, run_line
 from serving.loadtest.requests import RequestPool
 from serving.loadtest.runner import Measurement, measure_closed_loop, measure_open_loop

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from recdistill.data.batch import RawBatch
-from serving.contract import DENSE, IDS, MULTI, InputContract, to_wire
+from recdistill.data.contract import DENSE, IDS, MULTI, InputContract
+from recdistill.predictors.registry import Predictor, load_predictor
+from serving.contract import to_wire
 from serving.loadtest.stats import LatencySummary
-from serving.predictors import Predictor, load_predictor
 from serving.validation import validate_request
 
 Step = Callable[[Any], Any]
@@ -35,8 +36,8 @@ Step = Callable[[Any], Any]
 def _split(predictor: Predictor) -> tuple[Step, Step] | None:
     """``(preprocess, model)`` of a predictor: ``model(preprocess(raw))`` is its score path
     (the model step includes the sigmoid / output conversion); None for kinds without a model."""
-    from serving.predictors_gbdt import GbdtPredictor
-    from serving.predictors_mlp import OUTPUT_NAME, OnnxMlpPredictor
+    from recdistill.predictors.gbdt import GbdtPredictor
+    from recdistill.predictors.mlp import OUTPUT_NAME, OnnxMlpPredictor
 
     if isinstance(predictor, OnnxMlpPredictor):
         mlp = predictor
@@ -53,8 +54,8 @@ def _split(predictor: Predictor) -> tuple[Step, Step] | None:
     if type(predictor).__name__ == "TeacherPredictor":  # torch is imported only for the teacher
         import torch
 
+        from recdistill.predictors.teacher import TeacherPredictor
         from recdistill.teacher.score import predict_logits
-        from serving.predictors_teacher import TeacherPredictor
 
         assert isinstance(predictor, TeacherPredictor)
         teacher = predictor

@@ -1,7 +1,8 @@
 """The ``recdistill`` command line: one verb per stage, plus ``run`` for the whole pipeline.
 
 Each verb lives in ``recdistill/commands/<verb>.py`` and exposes ``register(subparsers)``, which
-adds its parser and sets ``func`` (``args -> exit code``). Errors derived from
+adds its parser and sets ``func`` (``args -> exit code``); installed plugins add theirs (the
+Triton layer's ``serve`` and ``loadtest``, see :mod:`recdistill.pipeline.plugins`). Errors derived from
 :class:`recdistill.errors.RecDistillError` are printed as one clear line, without a traceback.
 """
 
@@ -16,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 
 from recdistill.errors import RecDistillError
+from recdistill.pipeline.plugins import plugins
 
 # Order is the order of ``recdistill --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -27,8 +29,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "score",
     "distill-mlp",
     "distill-gbdt",
-    "serve",
-    "loadtest",
+    "export",
+    "evaluate",
+    "report",
 )
 
 
@@ -38,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distil heavy recommendation rankers into small, fast students and prove they serve.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"recdistill.commands.{name.replace('-', '_')}")
-        module.register(sub)
+    modules = [f"recdistill.commands.{name.replace('-', '_')}" for name in COMMAND_MODULES]
+    modules += [m for plugin in plugins() for m in plugin.commands]
+    for name in modules:
+        importlib.import_module(name).register(sub)
     return parser
 
 

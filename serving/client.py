@@ -25,9 +25,10 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from recdistill.data.batch import F32, RawBatch
+from recdistill.data.contract import PROB
 from recdistill.data.schema import Schema
 from recdistill.errors import ServingError
-from serving.contract import PROB, to_wire
+from serving.contract import to_wire
 from serving.repository import RANKER
 
 Protocol = Literal["http", "grpc"]

@@ -1,4 +1,4 @@
-"""The serving input contract as Triton sees it: tensor names, dtypes and wire widths.
+"""The input contract (:mod:`recdistill.data.contract`) as Triton sees it: dtypes and wire widths.
 
 Every served model (teacher and students) takes the raw request tensors of
 :mod:`recdistill.data.batch` and returns one click probability per row::
@@ -19,21 +19,13 @@ other input and then drops it unread, so a predictor always receives the true wi
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from recdistill.data.batch import MISSING_ID, RawBatch
-from recdistill.data.schema import Schema
-from recdistill.errors import ServingError
+from recdistill.data.contract import DENSE, IDS, MULTI, PROB, InputContract
 
-DENSE = "dense"
-IDS = "ids"
-MULTI = "multi"
-PROB = "prob"
-INPUT_NAMES: tuple[str, ...] = (DENSE, IDS, MULTI)
 CONTRACT_PARAMETER = "recdistill_contract"  # config.pbtxt parameter holding the true widths
 
 
@@ -46,86 +38,27 @@ class TensorSpec:
     dims: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class InputContract:
-    """True feature widths of the raw request tensors (0 allowed; see the module docstring)."""
+def wire_dims(contract: InputContract) -> dict[str, tuple[int, ...]]:
+    """Dims per input without the batch dim; a zero width becomes the dummy width 1."""
+    return {
+        DENSE: (max(contract.n_dense, 1),),
+        IDS: (max(contract.n_ids, 1),),
+        MULTI: (max(contract.n_multi, 1), max(contract.max_len, 1)),
+    }
 
-    n_dense: int
-    n_ids: int
-    n_multi: int
-    max_len: int
 
-    def __post_init__(self) -> None:
-        for name in ("n_dense", "n_ids", "n_multi", "max_len"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ServingError(f"input contract: {name} must be an integer >= 0, got {value!r}")
-        if self.n_multi > 0 and self.max_len < 1:
-            raise ServingError(
-                f"input contract: n_multi={self.n_multi} needs max_len >= 1, got {self.max_len}"
-            )
+def input_specs(contract: InputContract) -> tuple[TensorSpec, ...]:
+    """The three inputs with their Triton dtypes and wire dims."""
+    dims = wire_dims(contract)
+    return (
+        TensorSpec(DENSE, "TYPE_FP32", dims[DENSE]),
+        TensorSpec(IDS, "TYPE_INT64", dims[IDS]),
+        TensorSpec(MULTI, "TYPE_INT64", dims[MULTI]),
+    )
 
-    @classmethod
-    def from_schema(cls, schema: Schema) -> InputContract:
-        """The contract of ``schema``: every feature, ``teacher_only`` included (students ignore those).
 
-        ``max_len`` is :func:`recdistill.data.raw.max_multi_len` (1 without multi features), so the
-        tensors the server hands a predictor have the shapes ``raw_batch_from_frame`` produces.
-        """
-        from recdistill.data.raw import max_multi_len  # polars: only where a schema is at hand
-
-        return cls(
-            n_dense=len(schema.dense),
-            n_ids=len(schema.categorical),
-            n_multi=len(schema.multi),
-            max_len=max_multi_len(schema),
-        )
-
-    # -- wire shapes (what Triton sees) ----------------------------------------------------------
-    @property
-    def wire_dims(self) -> dict[str, tuple[int, ...]]:
-        """Dims per input without the batch dim; a zero width becomes the dummy width 1."""
-        return {
-            DENSE: (max(self.n_dense, 1),),
-            IDS: (max(self.n_ids, 1),),
-            MULTI: (max(self.n_multi, 1), max(self.max_len, 1)),
-        }
-
-    @property
-    def true_dims(self) -> dict[str, tuple[int, ...]]:
-        return {DENSE: (self.n_dense,), IDS: (self.n_ids,), MULTI: (self.n_multi, self.max_len)}
-
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        dims = self.wire_dims
-        return (
-            TensorSpec(DENSE, "TYPE_FP32", dims[DENSE]),
-            TensorSpec(IDS, "TYPE_INT64", dims[IDS]),
-            TensorSpec(MULTI, "TYPE_INT64", dims[MULTI]),
-        )
-
-    @staticmethod
-    def outputs() -> tuple[TensorSpec, ...]:
-        return (TensorSpec(PROB, "TYPE_FP32", (1,)),)
-
-    # -- (de)serialisation into config.pbtxt ----------------------------------------------------
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str, *, where: str) -> InputContract:
-        try:
-            raw: Any = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ServingError(f"{where}: parameter {CONTRACT_PARAMETER!r} is not valid JSON ({e})") from e
-        keys = {"n_dense", "n_ids", "n_multi", "max_len"}
-        if not isinstance(raw, dict) or set(raw) != keys:
-            raise ServingError(
-                f"{where}: parameter {CONTRACT_PARAMETER!r} must be an object with keys {sorted(keys)}"
-            )
-        try:
-            return cls(**raw)
-        except ServingError as e:
-            raise ServingError(f"{where}: {e}") from e
+def output_specs() -> tuple[TensorSpec, ...]:
+    return (TensorSpec(PROB, "TYPE_FP32", (1,)),)
 
 
 def contract_io(
@@ -133,7 +66,7 @@ def contract_io(
 ) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """``(inputs, outputs)`` of the standard contract with these true widths (wire widths >= 1)."""
     contract = InputContract(n_dense=n_dense, n_ids=n_ids, n_multi=n_multi, max_len=max_len)
-    return contract.inputs(), contract.outputs()
+    return input_specs(contract), output_specs()
 
 
 def to_wire(raw: RawBatch) -> dict[str, np.ndarray]:

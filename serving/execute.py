@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from recdistill.data.batch import F32, RawBatch
+from recdistill.data.contract import InputContract
 from recdistill.errors import ServingError
-from serving.contract import CONTRACT_PARAMETER, InputContract
-from serving.predictors import Predictor, load_predictor, read_predictor_json
+from recdistill.predictors.registry import Predictor, load_predictor, read_predictor_json
+from serving.contract import CONTRACT_PARAMETER
 from serving.validation import check_predictions, validate_request
 
 _NOT_RUN = RuntimeError("internal error: the predictor never ran for this request")
@@ -104,7 +105,7 @@ class ServedModel:
                 f"model {name!r}: config.pbtxt lacks the {CONTRACT_PARAMETER!r} parameter; "
                 "generate configs with serving.repository"
             )
-        contract = InputContract.from_json(param, where=f"model {name!r}")
+        contract = InputContract.from_json(param, where=f"model {name!r}: parameter {CONTRACT_PARAMETER!r}")
         kind, _ = read_predictor_json(version_dir)
         predictor = load_predictor(version_dir, contract=contract)
         return cls(name, version_dir, kind, contract, int(config.get("max_batch_size", 0)), predictor)

@@ -31,8 +31,8 @@ from types import TracebackType
 from typing import IO
 
 from recdistill.config.serving import ServingConfig
+from recdistill.data.contract import InputContract
 from recdistill.errors import ServingError
-from serving.contract import InputContract
 from serving.repository import Repository, validate_repository
 from serving.triton_install import TritonInstall, prepare_triton
 

@@ -26,10 +26,11 @@ from google.protobuf import text_format  # type: ignore[import-untyped, unused-i
 from tritonclient.grpc import model_config_pb2 as mc
 
 from recdistill.config.serving import ServingConfig
+from recdistill.data.contract import InputContract
 from recdistill.errors import ArtefactError, ServingError
 from recdistill.io_utils import atomic_path, atomic_write_json
-from serving.contract import CONTRACT_PARAMETER, InputContract, TensorSpec, contract_io
-from serving.predictors import PREDICTOR_FILE, missing_files, read_predictor_json
+from recdistill.predictors.registry import PREDICTOR_FILE, missing_files, read_predictor_json
+from serving.contract import CONTRACT_PARAMETER, TensorSpec, contract_io, input_specs, output_specs
 
 CONFIG_FILE = "config.pbtxt"
 BACKEND_MODEL_PY = Path(__file__).parent / "backends" / "model.py"
@@ -134,7 +135,7 @@ def ranker_config_pbtxt(
     *, target: str, contract: InputContract, max_batch_size: int, name: str = RANKER
 ) -> str:
     """An ensemble ``name`` with one step forwarding the contract tensors to model ``target``."""
-    inputs, outputs = contract.inputs(), contract.outputs()
+    inputs, outputs = input_specs(contract), output_specs()
     return model_config_pbtxt(
         name=name,
         platform="ensemble",
@@ -207,8 +208,8 @@ def _write_python_model(root: Path, m: ModelSpec, *, contract: InputContract, co
     text = model_config_pbtxt(
         name=m.name,
         max_batch_size=config.max_batch_size,
-        inputs=contract.inputs(),
-        outputs=contract.outputs(),
+        inputs=input_specs(contract),
+        outputs=output_specs(),
         dynamic_batching=config.dynamic_batching,
         max_queue_delay_us=config.max_queue_delay_us,
         preferred_batch_sizes=config.preferred_batch_sizes,
@@ -291,13 +292,13 @@ def validate_repository(path: Path, *, expect_contract: InputContract | None = N
         )
         if not param:
             raise ServingError(f"{where}: parameters lack {CONTRACT_PARAMETER!r} (the true feature widths)")
-        own = InputContract.from_json(param, where=where)
+        own = InputContract.from_json(param, where=f"{where}: parameter {CONTRACT_PARAMETER!r}")
         if contract is None:
             contract = own
         elif own != contract:
             raise ServingError(f"{where}: input contract {own} differs from the expected {contract}")
-        _check_tensors(where, "input", list(cfg.input), contract.inputs())
-        _check_tensors(where, "output", list(cfg.output), contract.outputs())
+        _check_tensors(where, "input", list(cfg.input), input_specs(contract))
+        _check_tensors(where, "output", list(cfg.output), output_specs())
         versions = _served_versions(where, d, cfg)
         if is_ensemble:
             _check_ensemble(where, cfg, configs)

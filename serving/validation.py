@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from recdistill.data.batch import F32, MISSING_ID, RawBatch
+from recdistill.data.contract import DENSE, IDS, MULTI, InputContract
 from recdistill.errors import ServingError
-from serving.contract import DENSE, IDS, MULTI, InputContract
+from serving.contract import wire_dims
 
 _EXPECTED = {
     DENSE: (np.dtype(np.float32), "FP32", 2),
@@ -43,7 +44,7 @@ def validate_request(
     Raises :class:`InvalidRequestError` naming the tensor and the problem.
     """
     tensors = {DENSE: dense, IDS: ids, MULTI: multi}
-    wire = contract.wire_dims
+    wire = wire_dims(contract)
     for name, arr in tensors.items():
         dtype, dtype_name, rank = _EXPECTED[name]
         if arr is None:

@@ -7,31 +7,36 @@ from pathlib import Path
 import pytest
 
 from recdistill.pipeline import code_version
-from recdistill.pipeline.code_version import SOURCE_ROOT, STAGE_CODE, code_inputs
-from recdistill.pipeline.registry import stage_names
+from recdistill.pipeline.code_version import SOURCE_ROOT, code_inputs
+from recdistill.pipeline.registry import all_stages
 
 
 def test_every_stage_lists_code_that_exists() -> None:
-    assert set(STAGE_CODE) == set(stage_names())
-    for stage, parts in STAGE_CODE.items():
-        for rel in parts:
-            assert (SOURCE_ROOT / rel).exists(), f"{stage}: {rel} does not exist (module moved?)"
+    for stage in all_stages():
+        assert stage.code, f"{stage.name}: lists no code"
+        for rel in stage.code:
+            assert (SOURCE_ROOT / rel).exists(), f"{stage.name}: {rel} does not exist (module moved?)"
 
 
 def test_code_hash_changes_with_the_stage_code_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for rel in ("recdistill/data/a.py", "recdistill/gbdt/b.py", "recdistill/export/gbdt_compile.py"):
+    parts = {
+        "preprocess": ("recdistill/data",),
+        "distill-gbdt": ("recdistill/data", "recdistill/gbdt"),
+        "report": ("recdistill/report",),
+    }
+    for rel in ("recdistill/data/a.py", "recdistill/gbdt/b.py", "recdistill/report/c.py"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x = 1\n")
     monkeypatch.setattr(code_version, "SOURCE_ROOT", tmp_path)
     code_version._hash.cache_clear()
-    before = {s: code_inputs(s) for s in ("preprocess", "distill-gbdt", "report")}
+    before = {s: code_inputs(p) for s, p in parts.items()}
     (tmp_path / "recdistill/gbdt/b.py").write_text("x = 2\n")
     (tmp_path / "recdistill/gbdt/__pycache__").mkdir()
     (tmp_path / "recdistill/gbdt/__pycache__/b.cpython-311.pyc").write_bytes(b"\0")
     code_version._hash.cache_clear()
-    after = {s: code_inputs(s) for s in ("preprocess", "distill-gbdt", "report")}
+    after = {s: code_inputs(p) for s, p in parts.items()}
     code_version._hash.cache_clear()
     assert after["distill-gbdt"] != before["distill-gbdt"]
     assert after["preprocess"] == before["preprocess"]  # recdistill/data unchanged; caches are not code
     assert after["report"] == before["report"]
-    assert code_inputs("no-such-stage") == {}
+    assert code_inputs(()) == {}

@@ -22,23 +22,18 @@ import pytest
 from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.config.loader import from_mapping
 from recdistill.data.batch import RawBatch, Targets
+from recdistill.data.contract import InputContract
 from recdistill.data.preprocess import Preprocessor
 from recdistill.data.schema import Schema
 from recdistill.errors import ArtefactError, ConfigError, DataError
-from recdistill.export.gbdt_compile import LIB_FILE, CompilerUnavailableError, compile_gbdt
+from recdistill.export.gbdt_compile import CompilerUnavailableError, compile_gbdt
+from recdistill.export.gbdt_version import EXPORT_FILE, write_gbdt_version
 from recdistill.gbdt.encoding import assign_folds, fit_mean_encoding, functional_map
 from recdistill.gbdt.features import GbdtFeaturizer
 from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE, TransferRows, train_gbdt
 from recdistill.metrics import auc
-from serving.contract import InputContract
-from serving.predictors import PREDICTOR_KINDS, load_predictor
-from serving.predictors_gbdt import (
-    EXPORT_FILE,
-    GBDT_COMPILED,
-    GBDT_LIGHTGBM,
-    GBDT_PREDICTOR_KINDS,
-    write_gbdt_version,
-)
+from recdistill.predictors.gbdt import GBDT_COMPILED, GBDT_LIGHTGBM, LIB_FILE
+from recdistill.predictors.registry import load_predictor
 
 SCHEMA = Schema.from_dict(
     {
@@ -140,13 +135,6 @@ def trained(data: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> d
     _train(data, root / "distilled", hard=False)
     _train(data, root / "hard", hard=True)
     return {"distilled": root / "distilled", "hard": root / "hard", "root": root}
-
-
-@pytest.fixture
-def gbdt_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register the GBDT kinds in the serving registry for this test (a no-op once they are there)."""
-    for kind, entry in GBDT_PREDICTOR_KINDS.items():
-        monkeypatch.setitem(PREDICTOR_KINDS, kind, PREDICTOR_KINDS.get(kind, entry))
 
 
 def _fit(
@@ -338,7 +326,7 @@ def version(trained: dict[str, Path], data: dict[str, Any]) -> tuple[Path, dict[
 
 
 def test_compiled_version_matches_booster(
-    version: tuple[Path, dict[str, Any]], trained: dict[str, Path], data: dict[str, Any], gbdt_kinds: None
+    version: tuple[Path, dict[str, Any]], trained: dict[str, Path], data: dict[str, Any]
 ) -> None:
     out, record = version
     assert record["kind"] == GBDT_COMPILED and record["fallback_reason"] is None
@@ -359,7 +347,7 @@ def test_compiled_version_matches_booster(
 
 
 def test_fallback_to_lightgbm_without_compiler(
-    trained: dict[str, Path], data: dict[str, Any], tmp_path: Path, gbdt_kinds: None
+    trained: dict[str, Path], data: dict[str, Any], tmp_path: Path
 ) -> None:
     out = tmp_path / "v"
     record = write_gbdt_version(
@@ -419,7 +407,7 @@ def _soft_labels(data_dir: Path, out: Path, schema: Schema) -> None:
 
 
 def test_distill_gbdt_command(
-    tiny_data: Path, tiny_schema: Schema, tmp_path: Path, gbdt_kinds: None, capsys: pytest.CaptureFixture[str]
+    tiny_data: Path, tiny_schema: Schema, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from conftest import tiny_frame
 
@@ -444,14 +432,9 @@ def test_distill_gbdt_command(
     assert metrics["teacher_hash"] == "abc123" and metrics["config"]["num_leaves"] == 4
     assert metrics["transfer_rows"] == 0
     assert not any("secret" in n for n in metrics["feature_names"])
-    args = parser.parse_args(
-        ["distill-gbdt", *common, "--hard", "--out", str(tmp_path / "hard"), "--export", str(tmp_path / "v")]
-    )
+    args = parser.parse_args(["distill-gbdt", *common, "--hard", "--out", str(tmp_path / "hard")])
     assert args.func(args) == 0
-    assert json.loads((tmp_path / "v" / "predictor.json").read_text())["kind"] in (
-        GBDT_COMPILED,
-        GBDT_LIGHTGBM,
-    )
+    assert (tmp_path / "hard" / MODEL_FILE).is_file() and not (tmp_path / "hard" / "predictor.json").exists()
     # soft labels from another teacher are refused
     shutil.copytree(tmp_path / "soft", tmp_path / "soft2")
     args = parser.parse_args(

@@ -23,9 +23,9 @@ from recdistill.cli import main
 from recdistill.config.data import GeneratorConfig
 from recdistill.config.loadtest import LoadTestConfig
 from recdistill.config.serving import ServingConfig
+from recdistill.data.contract import InputContract
 from recdistill.data.schema import Schema
 from recdistill.errors import ServingError
-from serving.contract import InputContract
 from serving.launcher import TritonServer, free_ports
 from serving.repository import ModelSpec, write_repository
 

@@ -18,15 +18,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 from recdistill.config.loader import from_mapping
 from recdistill.config.serving import ServingConfig
 from recdistill.data.batch import RawBatch
+from recdistill.data.contract import InputContract
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.schema import Schema
-from recdistill.errors import ArtefactError, ConfigError, ServingError
-from serving import predictors
+from recdistill.errors import ConfigError, SchemaError, ServingError
 from serving.client import raw_batches_from_file
-from serving.contract import InputContract, TensorSpec, contract_io, to_wire
+from serving.contract import TensorSpec, contract_io, to_wire, wire_dims
 from serving.execute import execute_requests
 from serving.launcher import free_ports, port_is_free
-from serving.predictors import PredictorKind, PredictorSpec, load_predictor
 from serving.repository import (
     ModelSpec,
     model_config_pbtxt,
@@ -161,19 +160,19 @@ def test_contract_from_schema_matches_raw_extraction(tmp_path: Path) -> None:
     assert batches[0].multi[0, 0].tolist() == [2, 3, 4] and np.isnan(batches[0].dense[1, 0])
     no_multi = Schema.from_dict({"label": "y", "features": [{"name": "a", "kind": "categorical"}]})
     c0 = InputContract.from_schema(no_multi)
-    assert (c0.n_dense, c0.n_multi, c0.wire_dims["multi"]) == (0, 0, (1, 1))
+    assert (c0.n_dense, c0.n_multi, wire_dims(c0)["multi"]) == (0, 0, (1, 1))
     raw0 = raw_batch_from_frame(pl.DataFrame({"a": [1, 2]}), no_multi)
     back = validate_request(*_wire(raw0), c0)
     assert back.multi.shape == raw0.multi.shape and back.dense.shape == raw0.dense.shape == (2, 0)
 
 
 def test_input_contract_checks_and_json() -> None:
-    with pytest.raises(ServingError, match="n_dense must be an integer >= 0"):
+    with pytest.raises(SchemaError, match="n_dense must be an integer >= 0"):
         InputContract(n_dense=-1, n_ids=0, n_multi=0, max_len=0)
-    with pytest.raises(ServingError, match="needs max_len >= 1"):
+    with pytest.raises(SchemaError, match="needs max_len >= 1"):
         InputContract(n_dense=1, n_ids=0, n_multi=2, max_len=0)
     assert InputContract.from_json(CONTRACT.to_json(), where="x") == CONTRACT
-    with pytest.raises(ServingError, match="x: parameter 'recdistill_contract' must be an object"):
+    with pytest.raises(SchemaError, match="x: input contract must be an object"):
         InputContract.from_json('{"n_dense": 1}', where="x")
 
 
@@ -363,29 +362,6 @@ def test_execute_isolates_a_failing_request() -> None:
     results = execute_requests(p, [_wire(raw_batch(3)), _wire(raw_batch(6))], CONTRACT, source="t")
     assert p.calls == [9, 3, 6]  # joint call failed, then one call per request
     assert isinstance(results[0], np.ndarray) and isinstance(results[1], RuntimeError)
-
-
-def test_noop_predictor_and_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "predictor.json").write_text('{"kind": "noop", "value": 0.125}')
-    prob = load_predictor(tmp_path).predict(raw_batch(7))
-    assert prob.dtype == np.float32 and prob.shape == (7,) and (prob == 0.125).all()
-    (tmp_path / "predictor.json").write_text('{"kind": "noop", "value": 3}')
-    with pytest.raises(ArtefactError, match="value must be a probability"):
-        load_predictor(tmp_path)
-    # a new kind is one registry line: here one with a required artefact
-    monkeypatch.setitem(
-        predictors.PREDICTOR_KINDS, "half", PredictorKind(f"{__name__}:load_half", files=("weights.bin",))
-    )
-    (tmp_path / "predictor.json").write_text('{"kind": "half"}')
-    with pytest.raises(ArtefactError, match="needs \\['weights.bin'\\], which are missing"):
-        load_predictor(tmp_path)
-    (tmp_path / "weights.bin").write_bytes(b"")
-    assert (load_predictor(tmp_path, contract=CONTRACT).predict(raw_batch(2)) == 0.5).all()
-
-
-def load_half(spec: PredictorSpec) -> predictors.Predictor:
-    assert spec.kind == "half" and spec.contract == CONTRACT
-    return predictors.NoopPredictor(0.5)
 
 
 # -- config, ports, install ------------------------------------------------------------------------

@@ -22,9 +22,10 @@ from tritonclient.utils import InferenceServerException
 
 from recdistill.config.serving import ServingConfig
 from recdistill.data.batch import RawBatch
+from recdistill.data.contract import InputContract
 from recdistill.errors import ServingError
 from serving.client import RankingClient
-from serving.contract import InputContract, to_wire
+from serving.contract import to_wire
 from serving.launcher import TritonServer, port_is_free
 from serving.repository import ModelSpec, write_repository
 from serving.triton_install import TritonInstall, prepare_triton
@@ -329,7 +330,7 @@ def _children(pid: int) -> list[int]:
 def test_serve_command_runs_until_sigterm(install: TritonInstall, tmp_path: Path) -> None:
     repo = noop_repository(tmp_path / "repo")
     code = (
-        "import argparse, sys; from recdistill.commands import serve; p = argparse.ArgumentParser(); "
+        "import argparse, sys; from serving.commands import serve; p = argparse.ArgumentParser(); "
         "serve.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
     )
     cmd = [

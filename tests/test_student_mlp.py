@@ -33,6 +33,7 @@ from recdistill.data.preprocess import DenseStats, Preprocessor, load_split
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.schema import Schema
 from recdistill.errors import ArtefactError, ConfigError
+from recdistill.export.mlp_version import write_mlp_version
 from recdistill.export.onnx_mlp import check_parity, export_mlp_onnx, onnx_metadata, ort_logits, ort_session
 from recdistill.metrics import auc
 from recdistill.models.student_mlp import (
@@ -42,11 +43,10 @@ from recdistill.models.student_mlp import (
     fold_rows,
     load_student,
 )
+from recdistill.predictors.mlp import load as load_mlp_predictor
+from recdistill.predictors.registry import PREDICTOR_FILE, PredictorSpec
 from recdistill.students.soft_labels import HASH_KEY, load_soft_labels
 from recdistill.students.train_mlp import build_student, epoch_batches, train_mlp
-from serving.predictors import PREDICTOR_FILE, PredictorSpec
-from serving.predictors_mlp import load as load_mlp_predictor
-from serving.predictors_mlp import write_mlp_version
 
 SPLITS = ("train", "valid", "test", "transfer")
 TEACHER_HASH = "a" * 64
@@ -376,9 +376,12 @@ def test_onnx_export_parity_dynamic_batch_and_predictor(
         got = ort_logits(session, mb.dense[:n], mb.ids[:n], mb.multi[:n])
         assert got.shape == (n,)
         np.testing.assert_allclose(got, ref[:n], atol=1e-5)
-    # serving: version folder + predictor on raw request tensors
-    version = tmp_path / "repo" / "mlp" / "1"
-    write_mlp_version(version, path, world["dir"] / "preprocess")
+    # the exported version folder + its predictor on raw request tensors
+    version = tmp_path / "export" / "mlp"
+    record = write_mlp_version(
+        version, student_dir=trained["kd"]["dir"], preprocess_dir=world["dir"] / "preprocess", parity_raw=raw
+    )
+    assert record["served_parity_max_abs_diff"] <= 1e-5
     assert json.loads((version / PREDICTOR_FILE).read_text()) == {"kind": "mlp_onnx"}
     predictor = load_mlp_predictor(PredictorSpec("mlp_onnx", version, None, {}))
     probs = predictor.predict(raw)
@@ -403,14 +406,17 @@ def test_onnx_export_of_every_block_with_folded_tables(world: dict[str, Any], tm
 def test_serving_refuses_another_preprocessing(
     world: dict[str, Any], trained: dict[str, Any], tmp_path: Path
 ) -> None:
-    path = export_mlp_onnx(
-        trained["kd"]["model"], world["pre"], tmp_path / "m.onnx", sample=world["raw_test"].slice(0, 50)
-    )
+    student, raw = trained["kd"]["dir"], world["raw_test"].slice(0, 50)
     other = Preprocessor.fit(world["dir"] / "data" / "valid.parquet", world["pre"].schema)
     other.save(tmp_path / "other_pre")
     with pytest.raises(ArtefactError, match="fingerprint mismatch"):
-        write_mlp_version(tmp_path / "v", path, tmp_path / "other_pre")
-    write_mlp_version(tmp_path / "v", path, world["dir"] / "preprocess")
+        write_mlp_version(
+            tmp_path / "v", student_dir=student, preprocess_dir=tmp_path / "other_pre", parity_raw=raw
+        )
+    assert not (tmp_path / "v").exists()  # nothing half-written
+    write_mlp_version(
+        tmp_path / "v", student_dir=student, preprocess_dir=world["dir"] / "preprocess", parity_raw=raw
+    )
     other.save(tmp_path / "v" / "preprocess")  # swapped behind the writer's back
     with pytest.raises(ArtefactError, match="not the preprocessing model.onnx was trained with"):
         load_mlp_predictor(PredictorSpec("mlp_onnx", tmp_path / "v", None, {}))
@@ -440,12 +446,11 @@ def test_cli_distill_mlp_end_to_end(
     distill_mlp.register(parser.add_subparsers())
     args = parser.parse_args(["distill-mlp", "--data", str(d / "data"), "--preprocess", str(d / "preprocess"),
                               "--soft-labels", str(d / "soft_labels"), "--out", str(tmp_path / "mlp"),
-                              "--config", str(cfg), "--onnx", "--no-progress"])  # fmt: skip
+                              "--config", str(cfg), "--no-progress"])  # fmt: skip
     assert args.func(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["objective"] == "Loss = 0.3 * hard_bce + 0.7 * soft_bce(T=2) + 1 * logit_mse"
-    assert summary["rows"]["transfer"] > 0 and (tmp_path / "mlp" / "model.onnx").is_file()
-    assert float(summary["onnx"]["recdistill.parity_max_abs_diff_prob"]) <= 1e-5
+    assert summary["rows"]["transfer"] > 0 and (tmp_path / "mlp" / "model.pt").is_file()
     hard = parser.parse_args(["distill-mlp", "--data", str(d / "data"), "--preprocess", str(d / "preprocess"),
                               "--out", str(tmp_path / "kd_missing")])  # fmt: skip
     with pytest.raises(ArtefactError, match="--soft-labels is required"):

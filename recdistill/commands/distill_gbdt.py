@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,6 @@ def register(sub: Any) -> None:
     p.add_argument("--config", help=f"YAML whose '{CONFIG_SECTION}' section is a GbdtStudentConfig")
     p.add_argument("--hard", action="store_true", help="hard-label baseline: no teacher output at all")
     p.add_argument("--teacher-hash", help="expected teacher hash (default: the soft-label manifest's)")
-    p.add_argument(
-        "--export", metavar="VERSION_DIR", help="also write a served version folder (compiled if possible)"
-    )
     p.set_defaults(func=run)
 
 
@@ -56,14 +52,11 @@ def run(args: argparse.Namespace) -> int:
         cfg=load_gbdt_config(args.config),
         hard=args.hard,
         teacher_hash=args.teacher_hash,
-        export_dir=args.export,
     )
     print(
         f"{metrics['student']}: {metrics['label']}; {metrics['best_iteration']} trees, "
         f"{metrics['n_features']} features; valid AUC {metrics['valid_auc']:.4f}, "
         f"logloss {metrics['valid_logloss']:.4f} -> {Path(args.out)}"
     )
-    if "export" in metrics:
-        print(f"served version -> {args.export}: {json.dumps(metrics['export'])}")
     print(f"done in {time.perf_counter() - t0:.1f}s")
     return 0

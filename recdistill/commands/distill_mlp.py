@@ -3,7 +3,7 @@
 Example::
 
     recdistill distill-mlp --data runs/demo/data --preprocess runs/demo/preprocess \\
-        --soft-labels runs/demo/soft_labels --teacher runs/demo/teacher --out runs/demo/students/mlp --onnx
+        --soft-labels runs/demo/soft_labels --teacher runs/demo/teacher --out runs/demo/students/mlp
     recdistill distill-mlp --data ... --preprocess ... --out runs/demo/students/mlp_hard --hard
 
 ``--config`` reads the ``student_mlp`` (:class:`MlpStudentConfig`) and ``distill``
@@ -43,7 +43,6 @@ def register(sub: Any) -> None:
     p.add_argument("--config", help=f"YAML with '{STUDENT_SECTION}' and '{DISTILL_SECTION}' sections")
     p.add_argument("--hard", action="store_true", help="hard-label twin: same student, labels only")
     p.add_argument("--teacher", help="teacher directory or model.pt: soft labels must come from this teacher")
-    p.add_argument("--onnx", action="store_true", help="also export <out>/model.onnx (parity-checked)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -72,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
         cfg=cfg,
         loss_cfg=loss_cfg,
         teacher=args.teacher,
-        export_onnx=args.onnx,
         progress=not args.no_progress,
     )
     summary["config"] = dataclasses.asdict(cfg)

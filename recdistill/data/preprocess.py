@@ -20,6 +20,7 @@ messages for bad ids). Artefact layout (``preprocess/``): ``preprocessor.json`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -402,3 +403,23 @@ def iter_split(
     for df in iter_frames(path, batch_rows=batch_rows, fmt=fmt):
         raw = raw_batch_from_frame(df, pre.schema, source=str(path))
         yield pre.transform(raw), targets_from_frame(df, pre.schema, source=str(path))
+
+
+def preprocess_fingerprint(pre: Preprocessor) -> str:
+    """sha256 of everything :meth:`Preprocessor.transform` depends on (schema, stats, vocabularies).
+
+    Equal for a fitted preprocessor and the same one after ``save``/``load``; different as soon
+    as one vocabulary id, hash size or dense statistic differs.
+    """
+    h = hashlib.sha256()
+    meta = {
+        "schema": pre.schema.to_dict(),
+        "dense_stats": {k: vars(v) for k, v in sorted(pre.dense_stats.items())},
+        "hash_buckets": dict(sorted(pre.hash_buckets.items())),
+        "vocab_sizes": {k: int(v.shape[0]) for k, v in sorted(pre.vocabs.items())},
+    }
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    for name in sorted(pre.vocabs):
+        h.update(name.encode())
+        h.update(pre.vocabs[name].astype("<i8", copy=False).tobytes())
+    return h.hexdigest()

@@ -9,7 +9,7 @@ library behind. The library only needs libc at load time, so it can move to a se
 with the same OS/architecture.
 
 When the compiler or the Treelite/TL2cgen packages are missing, or the build fails,
-:class:`CompilerUnavailableError` is raised: callers (``write_gbdt_version``) log it and serve with
+:class:`CompilerUnavailableError` is raised: callers (:func:`recdistill.export.gbdt_version.write_gbdt_version`) log it and serve with
 LightGBM's own predictor instead.
 """
 
@@ -28,9 +28,8 @@ import numpy as np
 from recdistill.data.batch import F32
 from recdistill.errors import ArtefactError, RecDistillError
 from recdistill.io_utils import atomic_path
+from recdistill.predictors.gbdt import LIB_FILE, predict_compiled
 
-# not "trees.so": the Python backend would import it instead of model.py (same module name)
-LIB_FILE = "trees.so"
 PARITY_TOLERANCE = 1e-6
 # TL2cgen compiles with -O3; a later -O wins. Measured on a 300-tree, 63-leaf model (2 busy cores):
 # -O1 built in 62-92 s and predicted 128 rows in 1.4 ms; -O2 158 s / 2.1 ms; -O3 223 s / 2.2 ms;
@@ -130,12 +129,3 @@ def compile_gbdt(
             )
     log.info("compiled %s: %d trees in %.1fs, parity max |diff| %.2g", lib, num_trees, compile_s, diff)
     return CompiledGbdt(lib, compile_s, int(X.shape[0]), diff, num_trees, toolchain, parts, tuple(options))
-
-
-def predict_compiled(predictor: object, X: F32) -> F32:
-    """Probabilities ``[N]`` FP32 from a ``tl2cgen.Predictor`` for features ``X [N, F]``."""
-    import tl2cgen
-
-    dmat = tl2cgen.DMatrix(np.ascontiguousarray(X, dtype=np.float32), dtype="float32")
-    out = predictor.predict(dmat)  # type: ignore[attr-defined]
-    return np.asarray(out, dtype=np.float32).reshape(X.shape[0])

@@ -31,11 +31,10 @@ import onnxruntime as ort
 import torch
 
 from recdistill.data.batch import RawBatch
-from recdistill.data.preprocess import Preprocessor
+from recdistill.data.preprocess import Preprocessor, preprocess_fingerprint
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import atomic_write_bytes
 from recdistill.models.student_mlp import StudentMLP, batch_tensors
-from recdistill.students import preprocess_fingerprint
 
 log = logging.getLogger(__name__)
 

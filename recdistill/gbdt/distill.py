@@ -16,8 +16,7 @@ from recdistill.data.readers import read_frame
 from recdistill.data.schema import Schema
 from recdistill.data.splits import find_split, split_path
 from recdistill.errors import ConfigError, SchemaError
-
-PARITY_ROWS = 2048
+from recdistill.probability import sigmoid
 
 
 def read_split(path: Path, schema: Schema) -> tuple[RawBatch, Targets]:
@@ -34,8 +33,8 @@ def teacher_probs(
 
     logits = load_soft_labels(
         soft_dir, split, targets, expected_teacher_hash=teacher_hash, row_key=schema.row_key
-    ).astype(np.float64)
-    return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    )
+    return sigmoid(logits).astype(np.float32)
 
 
 def distill_gbdt(
@@ -47,9 +46,8 @@ def distill_gbdt(
     cfg: GbdtStudentConfig,
     hard: bool,
     teacher_hash: str | None = None,
-    export_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train the GBDT student (``hard``: the hard-label twin); optionally write a served version."""
+    """Train the GBDT student (``hard``: the hard-label twin); ``recdistill export`` serves it."""
     from recdistill.gbdt.train import TransferRows, train_gbdt
 
     schema = Preprocessor.load(preprocess_dir).schema
@@ -99,10 +97,4 @@ def distill_gbdt(
         valid_teacher_probs=teacher_valid,
         extra=extra,
     )
-    if export_dir is not None:
-        from serving.predictors_gbdt import write_gbdt_version
-
-        metrics["export"] = write_gbdt_version(
-            export_dir, model_dir=out_dir, parity_raw=valid_raw.slice(0, PARITY_ROWS)
-        )
     return metrics

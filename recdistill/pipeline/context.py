@@ -1,4 +1,4 @@
-"""Where every artefact of a run lives (``runs/<name>/...``, see DESIGN.md)."""
+"""Where every artefact of a run lives (``runs/<name>/...``; the README lists them)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,10 @@ class RunContext:
         return self.run_dir / "students"
 
     @property
+    def export_dir(self) -> Path:
+        return self.run_dir / "export"
+
+    @property
     def repository_dir(self) -> Path:
         return self.run_dir / "model_repository"
 
@@ -66,9 +70,9 @@ class RunContext:
     def student_dir(self, name: str) -> Path:
         return self.students_dir / name
 
-    def serving_dir(self, model_dir: Path) -> Path:
-        """The ready-to-serve version folder kept beside a trained model (copied into the repository)."""
-        return model_dir / "serving"
+    def version_dir(self, model: str) -> Path:
+        """The exported version folder of one model of the run (what evaluation and servers load)."""
+        return self.export_dir / model
 
     def schema(self) -> Schema:
         d = self.cfg.data

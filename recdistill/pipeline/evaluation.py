@@ -15,7 +15,7 @@ from recdistill.data.splits import split_path
 from recdistill.evaluate import Candidate, evaluate_candidates, write_evaluation
 from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
-from recdistill.pipeline.stages_serving import MODELS, model_dirs, served_names
+from recdistill.pipeline.run_models import MODELS, served_names, version_dirs
 
 
 def model_bytes(version_dir: Path) -> int:
@@ -59,7 +59,7 @@ def teacher_test_probs(ctx: RunContext, row_key: str, keys: np.ndarray) -> np.nd
 
 
 def evaluate_run(ctx: RunContext) -> dict[str, Any]:
-    from serving.predictors import load_predictor
+    from recdistill.predictors.registry import load_predictor
 
     schema = ctx.schema()
     test_path = split_path(ctx.data_dir, "test")
@@ -68,7 +68,7 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
     targets = targets_from_frame(df, schema, source=str(test_path))
     teacher = teacher_test_probs(ctx, schema.row_key, targets.row_key)
     candidates = []
-    dirs = model_dirs(ctx)
+    dirs = version_dirs(ctx)
     served_as = served_names(list(dirs))
     for name, d in dirs.items():
         role, served = MODELS[name][0], served_as[name]

@@ -11,7 +11,7 @@ from recdistill.pipeline.code_version import code_inputs
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.manifest import Manifest, StageRecord, fingerprint
 from recdistill.pipeline.preflight import preflight
-from recdistill.pipeline.registry import STAGES, stage_names
+from recdistill.pipeline.registry import all_stages, find_stage, stage_names
 from recdistill.pipeline.stages import Stage
 
 
@@ -20,9 +20,15 @@ def run_pipeline(
     *,
     from_stage: str | None = None,
     until: str | None = None,
-    stages: Sequence[Stage] = STAGES,
+    stages: Sequence[Stage] | None = None,
+    only: str | None = None,
 ) -> Manifest:
-    """Run every stage; ``from_stage`` forces that stage and all after it to rerun."""
+    """Run every stage (default: :func:`all_stages`); ``from_stage`` forces that stage and all after
+    it to rerun; ``only`` runs that one stage (forced) and nothing else."""
+    stages = all_stages() if stages is None else stages
+    if only is not None:
+        stages = [s for s in stages if s.name == only] or [find_stage(only)]
+        from_stage = until = only
     names = [s.name for s in stages]
     for opt, value in (("--from", from_stage), ("--until", until)):
         if value is not None and value not in names:
@@ -35,7 +41,7 @@ def run_pipeline(
     total = time.perf_counter()
     for i, stage in enumerate(stages, 1):
         forced = forced or stage.name == from_stage
-        inputs = {**stage.inputs(ctx), **code_inputs(stage.name)}
+        inputs = {**stage.inputs(ctx), **code_inputs(stage.code)}
         fp = fingerprint(inputs)
         tag = f"[{i}/{len(stages)}] {stage.name:<14}"
         if not forced and manifest.is_current(stage.name, fp, stage.outputs(ctx)):

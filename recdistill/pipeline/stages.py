@@ -21,12 +21,24 @@ from recdistill.pipeline.context import RunContext
 
 @dataclass(frozen=True)
 class Stage:
+    """One step of ``recdistill run``.
+
+    ``inputs(ctx)``: named content hashes of what it reads; ``outputs(ctx)``: files (relative to
+    the run directory) that must exist for it to count as done; ``run(ctx, resume)`` does the work
+    (``resume`` is True when the same inputs were started before and did not finish) and returns
+    its metrics; ``code``: the packages and modules its results depend on, relative to the folder
+    holding ``recdistill/`` (hashed into its inputs, see ``code_version.py``).
+    """
+
     name: str
     description: str
     inputs: Callable[[RunContext], dict[str, str]]
     outputs: Callable[[RunContext], list[str]]
-    # run(ctx, resume): ``resume`` is True when the same inputs were started before and did not finish
     run: Callable[[RunContext, bool], dict[str, Any]]
+    code: tuple[str, ...] = ()
+
+
+DATA_CODE = ("recdistill/data",)
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -109,6 +121,7 @@ DATA_STAGES: tuple[Stage, ...] = (
         _data_inputs,
         lambda ctx: ["data/schema.json"],
         _data_run,
+        code=("data_gen", *DATA_CODE),
     ),
     Stage(
         "preprocess",
@@ -116,5 +129,6 @@ DATA_STAGES: tuple[Stage, ...] = (
         _preprocess_inputs,
         lambda ctx: ["preprocess/preprocessor.json"],
         _preprocess_run,
+        code=DATA_CODE,
     ),
 )

@@ -27,7 +27,6 @@ def _teacher_inputs(ctx: RunContext) -> dict[str, str]:
 
 def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.teacher.train import run_train_teacher
-    from serving.predictors_teacher import write_teacher_version
 
     if not resume and ctx.teacher_dir.exists():
         shutil.rmtree(ctx.teacher_dir)  # inputs changed: checkpoints of another run must not resume
@@ -38,7 +37,6 @@ def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         ctx.cfg.teacher,
         resume=resume and ctx.teacher_dir.exists(),
     )
-    write_teacher_version(ctx.serving_dir(ctx.teacher_dir), ctx.teacher_dir, ctx.preprocess_dir)
     return {
         "best_epoch": res.best_epoch,
         "epochs_run": res.epochs_run,
@@ -87,7 +85,6 @@ def mlp_variants(ctx: RunContext) -> dict[str, tuple[DistillLossConfig, MlpStude
 
 def _mlp_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.students.distill_mlp import distill_mlp
-    from serving.predictors_mlp import write_mlp_version
 
     out: dict[str, Any] = {}
     for name, (loss, cfg) in mlp_variants(ctx).items():
@@ -100,9 +97,7 @@ def _mlp_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
             cfg=cfg,
             loss_cfg=loss,
             teacher=ctx.teacher_dir if loss.kind == "kd" else None,
-            export_onnx=True,
         )
-        write_mlp_version(ctx.serving_dir(d), d / "model.onnx", ctx.preprocess_dir)
         out[name] = {k: summary[k] for k in ("objective", "params", "best_epoch", "valid")}
     return out
 
@@ -133,19 +128,24 @@ def _gbdt_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
             out_dir=d,
             cfg=ctx.cfg.gbdt,
             hard=hard,
-            export_dir=ctx.serving_dir(d),
         )
-        out[name] = {k: m.get(k) for k in ("label", "best_iteration", "valid_auc", "valid_logloss", "export")}
+        out[name] = {k: m.get(k) for k in ("label", "best_iteration", "valid_auc", "valid_logloss")}
     return out
 
 
+_DATA = ("recdistill/data",)
+_TEACHER = ("recdistill/models/teacher.py", "recdistill/modules", "recdistill/teacher")
+_MLP = ("recdistill/models/student_mlp.py", "recdistill/modules", "recdistill/losses", "recdistill/students")
+
 MODEL_STAGES: tuple[Stage, ...] = (
     Stage("train-teacher", "train the heavy TorchRec teacher (resumes an interrupted run)",
-          _teacher_inputs, lambda ctx: ["teacher/model.pt", "teacher/serving/model.pt"], _teacher_run),
+          _teacher_inputs, lambda ctx: ["teacher/model.pt"], _teacher_run, code=(*_DATA, *_TEACHER)),
     Stage("score", "write the teacher's soft labels for every split",
-          _score_inputs, lambda ctx: ["soft_labels/manifest.json"], _score_run),
+          _score_inputs, lambda ctx: ["soft_labels/manifest.json"], _score_run, code=(*_DATA, *_TEACHER)),
     Stage("distill-mlp", "distil the embedding-MLP student and train its hard-label twin",
-          _mlp_inputs, lambda ctx: [f"students/{n}/serving/model.onnx" for n in mlp_variants(ctx)], _mlp_run),
-    Stage("distill-gbdt", "distil the LightGBM student (compiled with TL2cgen) and train its hard-label twin",
-          _gbdt_inputs, lambda ctx: [f"students/{n}/serving/predictor.json" for n in GBDT_STUDENTS], _gbdt_run),
+          _mlp_inputs, lambda ctx: [f"students/{n}/model.pt" for n in mlp_variants(ctx)], _mlp_run,
+          code=(*_DATA, *_MLP)),
+    Stage("distill-gbdt", "distil the LightGBM student and train its hard-label twin",
+          _gbdt_inputs, lambda ctx: [f"students/{n}/model.txt" for n in GBDT_STUDENTS], _gbdt_run,
+          code=(*_DATA, "recdistill/gbdt")),
 )  # fmt: skip

@@ -11,15 +11,11 @@ import numpy as np
 from recdistill.config.distill import DistillLossConfig
 from recdistill.config.students import MlpStudentConfig
 from recdistill.data.preprocess import Preprocessor, load_split
-from recdistill.data.raw import raw_batch_from_frame
-from recdistill.data.readers import read_frame
 from recdistill.data.splits import find_split, split_path
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import file_sha256
 from recdistill.students.soft_labels import has_soft_labels, load_soft_labels
 from recdistill.students.train_mlp import train_mlp
-
-PARITY_ROWS = 1000
 
 
 def distill_mlp(
@@ -31,10 +27,9 @@ def distill_mlp(
     cfg: MlpStudentConfig,
     loss_cfg: DistillLossConfig,
     teacher: str | Path | None = None,
-    export_onnx: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train one MLP student (``loss_cfg.kind`` ``kd`` or ``hard``); optionally export ONNX.
+    """Train one MLP student (``loss_cfg.kind`` ``kd`` or ``hard``); ``recdistill export`` serves it.
 
     ``teacher`` (a directory holding ``model.pt``, or the file): soft labels must come from it.
     """
@@ -71,13 +66,4 @@ def distill_mlp(
         progress=progress,
     )
     summary = {k: metrics[k] for k in ("objective", "params", "rows", "epochs_run", "best_epoch", "valid")}
-    if export_onnx:
-        from recdistill.export.onnx_mlp import export_mlp_onnx, onnx_metadata
-        from recdistill.models.student_mlp import load_student
-
-        model, _ = load_student(out_dir)
-        df = read_frame(split_path(data_dir, "valid")).head(PARITY_ROWS)
-        raw = raw_batch_from_frame(df, pre.schema, source="valid")
-        path = export_mlp_onnx(model, pre, Path(out_dir) / "model.onnx", sample=raw)
-        summary["onnx"] = {"path": str(path), **onnx_metadata(path)}
     return summary

@@ -36,7 +36,7 @@ from recdistill.config.distill import DistillLossConfig
 from recdistill.config.loader import to_mapping
 from recdistill.config.students import MlpStudentConfig
 from recdistill.data.batch import ModelBatch, Targets
-from recdistill.data.preprocess import Preprocessor
+from recdistill.data.preprocess import Preprocessor, preprocess_fingerprint
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import atomic_path, atomic_write_json
 from recdistill.losses import DistillTargets, WeightedSum, build_loss
@@ -48,7 +48,6 @@ from recdistill.models.student_mlp import (
     checkpoint_dict,
     count_parameters,
 )
-from recdistill.students import preprocess_fingerprint
 
 Split = tuple[ModelBatch, Targets]
 

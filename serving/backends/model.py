@@ -1,7 +1,7 @@
 """Triton Python-backend glue for every recdistill model; copied into ``<model>/<version>/model.py``.
 
 Glue only. ``initialize`` builds the predictor that ``<version>/predictor.json`` names (see
-:mod:`serving.predictors`); ``execute`` validates each request before any kernel runs,
+:mod:`recdistill.predictors.registry`); ``execute`` validates each request before any kernel runs,
 runs the valid ones as one batch and returns exactly one response per request. Any error becomes
 a ``TritonError`` response for that request (INVALID_ARG for a bad request, INTERNAL otherwise);
 the model never raises out of ``execute``.
@@ -31,7 +31,7 @@ from typing import Any  # noqa: E402
 
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from serving.contract import DENSE, IDS, MULTI, PROB  # noqa: E402
+from recdistill.data.contract import DENSE, IDS, MULTI, PROB  # noqa: E402
 from serving.execute import ServedModel  # noqa: E402
 from serving.validation import InvalidRequestError  # noqa: E402
 

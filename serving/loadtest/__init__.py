@@ -5,5 +5,5 @@ serialised once, the gRPC data path), ``open_loop`` / ``closed_loop`` (the gener
 ``server_stats`` (liveness, model checks, Triton's statistics diff), ``stats`` (percentiles,
 results JSON/CSV), ``runner`` (one measurement end to end), ``slo`` (checks, capacity search),
 ``plots``, ``report`` (the output folder) and ``perf_analyzer`` (cross-check with Triton's tool).
-The command line is ``recdistill loadtest`` (:mod:`recdistill.commands.loadtest`).
+The command line is ``recdistill loadtest`` (:mod:`serving.commands.loadtest`).
 """

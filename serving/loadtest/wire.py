@@ -24,7 +24,8 @@ import numpy as np
 from tritonclient.grpc import service_pb2
 
 from recdistill.data.batch import RawBatch
-from serving.contract import PROB, to_wire
+from recdistill.data.contract import PROB
+from serving.contract import to_wire
 from serving.loadtest.stats import ERROR, OK, TIMEOUT
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"

@@ -1,6 +1,6 @@
 """Serving predictor ``mlp_onnx``: the MLP student in onnxruntime behind the training-time preprocessing.
 
-Version folder layout (written by :func:`write_mlp_version`)::
+Version folder layout (written by :func:`recdistill.export.mlp_version.write_mlp_version`)::
 
     <version>/predictor.json      {"kind": "mlp_onnx"}
     <version>/model.onnx          exported by recdistill.export.onnx_mlp (parity-checked)
@@ -10,29 +10,22 @@ Version folder layout (written by :func:`write_mlp_version`)::
 that produced the training tensors, loaded from the copy beside the model. At load time the
 copy's fingerprint must equal the one stored in ``model.onnx`` (the preprocessing the student
 was trained with), and its schema must give the served input contract. Imports onnxruntime,
-numpy and the data package only (no torch). Register with one line in
-``serving.predictors.PREDICTOR_KINDS``::
-
-    "mlp_onnx": PredictorKind("serving.predictors_mlp:load",
-                              files=("model.onnx", "preprocess/preprocessor.json"),
-                              options=("intra_op_threads",)),
+numpy and the data package only (no torch).
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from recdistill.data.batch import F32, RawBatch
-from recdistill.data.preprocess import Preprocessor
+from recdistill.data.contract import InputContract
+from recdistill.data.preprocess import Preprocessor, preprocess_fingerprint
 from recdistill.errors import ArtefactError
-from recdistill.io_utils import atomic_path, atomic_write_json
-from recdistill.students import preprocess_fingerprint
-from serving.contract import InputContract
-from serving.predictors import PREDICTOR_FILE, Predictor, PredictorSpec
+from recdistill.predictors.registry import PREDICTOR_FILE, Predictor, PredictorSpec
+from recdistill.probability import sigmoid
 
 KIND = "mlp_onnx"
 MODEL_FILE = "model.onnx"
@@ -77,15 +70,7 @@ class OnnxMlpPredictor:
     def predict(self, raw: RawBatch) -> F32:
         mb = self.pre.transform(raw, student_only=True)  # teacher_only columns are never read
         (logit,) = self.session.run(self._outputs, {name: getattr(mb, name) for name in self._inputs})
-        x = np.array(logit, dtype=np.float64).reshape(-1)  # a copy we own: exact ops run in place
-        # 1 / (1 + exp(-x)) in float64; capping -x at 700 avoids exp overflow (and np.errstate) and
-        # changes no FP32 result: both ways give 0.0 for x < -104. exp runs out of place, as before.
-        np.negative(x, out=x)
-        np.minimum(x, 700.0, out=x)
-        e = np.exp(x)
-        e += 1.0
-        np.divide(1.0, e, out=e)
-        return e.astype(np.float32)
+        return sigmoid(np.asarray(logit).reshape(-1)).astype(np.float32)
 
 
 def load(spec: PredictorSpec) -> Predictor:
@@ -96,31 +81,3 @@ def load(spec: PredictorSpec) -> Predictor:
             f"{spec.version_dir / PREDICTOR_FILE}: 'intra_op_threads' must be an integer >= 1"
         )
     return OnnxMlpPredictor(spec.version_dir, intra_op_threads=threads, contract=spec.contract)
-
-
-def write_mlp_version(version_dir: str | Path, onnx_path: str | Path, preprocess_dir: str | Path) -> Path:
-    """Copy ``model.onnx`` and the preprocessing artefact into ``version_dir`` and write ``predictor.json``.
-
-    Refuses (``ArtefactError``) a preprocessing directory whose fingerprint differs from the one
-    stored in the ONNX file. Each artefact is written atomically; ``predictor.json`` comes last.
-    Other files in ``version_dir`` (e.g. the backend's ``model.py``) are left alone.
-    """
-    d = Path(version_dir)
-    src_model, src_pre = Path(onnx_path), Path(preprocess_dir)
-    if not src_model.is_file():
-        raise ArtefactError(f"{src_model}: ONNX model not found; export the student first")
-    pre = Preprocessor.load(src_pre)
-    meta = ort.InferenceSession(str(src_model), providers=["CPUExecutionProvider"]).get_modelmeta()
-    stored = meta.custom_metadata_map.get(FINGERPRINT_KEY)
-    if stored != preprocess_fingerprint(pre):
-        raise ArtefactError(
-            f"{src_pre}: not the preprocessing {src_model} was trained with (fingerprint mismatch); "
-            "use the preprocess/ folder of the same run"
-        )
-    d.mkdir(parents=True, exist_ok=True)
-    with atomic_path(d / MODEL_FILE) as tmp:
-        shutil.copyfile(src_model, tmp)
-    with atomic_path(d / PREPROCESS_DIR) as tmp:
-        shutil.copytree(src_pre, tmp)
-    atomic_write_json(d / PREDICTOR_FILE, {"kind": KIND})
-    return d

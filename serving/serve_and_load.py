@@ -35,8 +35,8 @@ def check_parity(
     atol: float,
 ) -> dict[str, dict[str, Any]]:
     """Max |served - in-process| per model over ``raw`` (raises :class:`ServingError` past ``atol``)."""
+    from recdistill.predictors.registry import load_predictor
     from serving.client import RankingClient
-    from serving.predictors import load_predictor
 
     out: dict[str, dict[str, Any]] = {}
     for model in models:

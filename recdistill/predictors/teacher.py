@@ -13,7 +13,6 @@ produces, so a teacher is never served behind another run's vocabularies.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +21,10 @@ import torch
 from recdistill.data.batch import F32, RawBatch
 from recdistill.data.preprocess import Preprocessor
 from recdistill.errors import ArtefactError
-from recdistill.io_utils import atomic_path, atomic_write_json
 from recdistill.models.teacher import TeacherInputs
+from recdistill.predictors.registry import PREDICTOR_FILE, Predictor, PredictorSpec
 from recdistill.teacher.checkpoint import MODEL_FILE, load_teacher
 from recdistill.teacher.score import check_teacher_inputs, predict_logits
-from serving.predictors import PREDICTOR_FILE, Predictor, PredictorSpec
 
 KIND = "teacher_torch"
 PREPROCESS_DIR = "preprocess"
@@ -59,24 +57,3 @@ def load(spec: PredictorSpec) -> Predictor:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ArtefactError(f"{spec.version_dir / PREDICTOR_FILE}: 'num_threads' must be an integer >= 1")
     return TeacherPredictor(spec.version_dir, num_threads=threads)
-
-
-def write_teacher_version(
-    version_dir: str | Path, teacher_dir: str | Path, preprocess_dir: str | Path, *, num_threads: int = 1
-) -> Path:
-    """Copy ``model.pt`` and the preprocessing into ``version_dir`` and write ``predictor.json``."""
-    d = Path(version_dir)
-    src = Path(teacher_dir) / MODEL_FILE
-    if not src.is_file():
-        raise ArtefactError(f"{src}: no trained teacher; run `recdistill train-teacher` first")
-    teacher = load_teacher(src)
-    check_teacher_inputs(
-        teacher, TeacherInputs.from_preprocessor(Preprocessor.load(preprocess_dir)), preprocess_dir
-    )
-    d.mkdir(parents=True, exist_ok=True)
-    with atomic_path(d / MODEL_FILE) as tmp:
-        shutil.copyfile(src, tmp)
-    with atomic_path(d / PREPROCESS_DIR) as tmp:
-        shutil.copytree(preprocess_dir, tmp)
-    atomic_write_json(d / PREDICTOR_FILE, {"kind": KIND, "num_threads": num_threads})
-    return d

@@ -1,7 +1,9 @@
 """Predictors: what a served model runs, and the registry that builds one from its version folder.
 
-A model version folder (``<repository>/<model>/<version>/``) holds ``model.py`` (the backend glue),
-``predictor.json`` and the predictor's artefacts::
+Predictors only load: the version folders they read are written by :mod:`recdistill.export`.
+Evaluation (in process) and the Triton backend glue (``serving/backends/model.py``) both call
+:func:`load_predictor`, so the numbers in the report are those of the artefacts that are served.
+A version folder holds ``predictor.json`` and the predictor's artefacts::
 
     {"kind": "noop", "value": 0.5}
 
@@ -23,10 +25,10 @@ Adding a predictor (e.g. ``mlp_onnx``) takes two steps and no import side effect
 
 2. add one line to :data:`PREDICTOR_KINDS`::
 
-       "mlp_onnx": PredictorKind("serving.predictor_onnx:load", files=("model.onnx",)),
+       "mlp_onnx": PredictorKind("recdistill.predictors.mlp:load", files=("model.onnx",)),
 
-``files`` lists the artefacts (relative to the version folder) that
-:func:`serving.repository.validate_repository` checks before the server starts.
+``files`` lists the artefacts (relative to the version folder) that :func:`missing_files`
+reports (the Triton repository check calls it before a server starts).
 """
 
 from __future__ import annotations
@@ -38,11 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-import numpy as np
-
 from recdistill.data.batch import F32, RawBatch
+from recdistill.data.contract import InputContract
 from recdistill.errors import ArtefactError
-from serving.contract import InputContract
 
 PREDICTOR_FILE = "predictor.json"
 
@@ -72,44 +72,24 @@ class PredictorKind:
     options: tuple[str, ...] = ()  # allowed keys of predictor.json besides "kind"
 
 
-# -- the do-nothing floor ------------------------------------------------------------------------
-class NoopPredictor:
-    """Returns a constant probability per row and touches no model: the serving-overhead floor."""
-
-    def __init__(self, value: float = 0.5) -> None:
-        if not 0.0 <= value <= 1.0:
-            raise ArtefactError(f"noop predictor: value must be a probability in [0, 1], got {value}")
-        self.value = float(value)
-
-    def predict(self, raw: RawBatch) -> F32:
-        return np.full(len(raw), self.value, dtype=np.float32)
-
-
-def load_noop(spec: PredictorSpec) -> Predictor:
-    value = spec.options.get("value", 0.5)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ArtefactError(f"{spec.version_dir / PREDICTOR_FILE}: 'value' must be a number, got {value!r}")
-    return NoopPredictor(float(value))
-
-
 # -- the registry ---------------------------------------------------------------------------------
 PREDICTOR_KINDS: dict[str, PredictorKind] = {
-    "noop": PredictorKind("serving.predictors:load_noop", options=("value",)),
+    "noop": PredictorKind("recdistill.predictors.noop:load", options=("value",)),
     "mlp_onnx": PredictorKind(
-        "serving.predictors_mlp:load",
+        "recdistill.predictors.mlp:load",
         files=("model.onnx", "preprocess/preprocessor.json"),
         options=("intra_op_threads",),
     ),
     "gbdt_compiled": PredictorKind(
-        "serving.predictors_gbdt:load_compiled",
+        "recdistill.predictors.gbdt:load_compiled",
         files=("trees.so", "model.txt", "featurizer/gbdt_featurizer.json"),
     ),
     "gbdt_lightgbm": PredictorKind(
-        "serving.predictors_gbdt:load_lightgbm",
+        "recdistill.predictors.gbdt:load_lightgbm",
         files=("model.txt", "featurizer/gbdt_featurizer.json"),
     ),
     "teacher_torch": PredictorKind(
-        "serving.predictors_teacher:load",
+        "recdistill.predictors.teacher:load",
         files=("model.pt", "preprocess/preprocessor.json"),
         options=("num_threads",),
     ),

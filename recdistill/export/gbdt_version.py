@@ -1,19 +1,12 @@
-"""Served GBDT students: ``gbdt_compiled`` (TL2cgen shared library) and ``gbdt_lightgbm`` (fallback).
+"""Export a GBDT student: compiled trees (TL2cgen) or LightGBM's predictor, beside its featurizer.
 
-Both read the same version folder and run exactly the training-time featurizer::
+Version folder (read by :mod:`recdistill.predictors.gbdt`)::
 
     <version>/predictor.json     {"kind": "gbdt_compiled"}  or  {"kind": "gbdt_lightgbm"}
     <version>/model.txt          LightGBM text model (kept in both: the fallback and the reference)
     <version>/trees.so           compiled trees (gbdt_compiled only)
     <version>/featurizer/        GbdtFeaturizer artefact
     <version>/gbdt_export.json   how it was exported: compile time, parity, fallback reason
-
-``predict(raw) = model(featurizer.transform(raw))``: FP32 ``[B]`` click probabilities, one
-thread (a Triton instance serves one batch at a time; scale with instances).
-
-Registry entries (``serving.predictors.PREDICTOR_KINDS``) are in
-:data:`GBDT_PREDICTOR_KINDS`; :func:`write_gbdt_version` builds a version folder, compiling when
-a compiler is present and falling back to LightGBM's predictor otherwise.
 """
 
 from __future__ import annotations
@@ -22,96 +15,24 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
-from recdistill.data.batch import F32, RawBatch
+from recdistill.data.batch import RawBatch
 from recdistill.errors import ArtefactError
-from recdistill.export.gbdt_compile import LIB_FILE, CompilerUnavailableError, compile_gbdt, predict_compiled
+from recdistill.export.gbdt_compile import CompilerUnavailableError, compile_gbdt
+from recdistill.export.version_folder import write_predictor_json
 from recdistill.gbdt.features import FEATURIZER_FILE, GbdtFeaturizer
 from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 from recdistill.io_utils import atomic_path
-from serving.contract import InputContract
-from serving.predictors import PREDICTOR_FILE, Predictor, PredictorKind, PredictorSpec
+from recdistill.predictors.gbdt import GBDT_COMPILED, GBDT_LIGHTGBM, LIB_FILE
+from recdistill.predictors.registry import load_predictor
 
-GBDT_COMPILED = "gbdt_compiled"
-GBDT_LIGHTGBM = "gbdt_lightgbm"
 EXPORT_FILE = "gbdt_export.json"
-_FEATURIZER_JSON = f"{FEATURIZER_DIR}/{FEATURIZER_FILE}"
-
-GBDT_PREDICTOR_KINDS: dict[str, PredictorKind] = {
-    GBDT_COMPILED: PredictorKind(
-        "serving.predictors_gbdt:load_compiled", files=(LIB_FILE, MODEL_FILE, _FEATURIZER_JSON)
-    ),
-    GBDT_LIGHTGBM: PredictorKind(
-        "serving.predictors_gbdt:load_lightgbm", files=(MODEL_FILE, _FEATURIZER_JSON)
-    ),
-}
 log = logging.getLogger(__name__)
-
-
-class GbdtPredictor:
-    """Featurizer + tree model; ``model`` maps ``X [B, F]`` FP32 to probabilities ``[B]``."""
-
-    def __init__(self, featurizer: GbdtFeaturizer, model: Callable[[F32], F32], *, kind: str) -> None:
-        self.featurizer = featurizer
-        self.model = model
-        self.kind = kind
-
-    def predict(self, raw: RawBatch) -> F32:
-        X = self.featurizer.transform(raw)
-        if X.shape[0] == 0:
-            return np.zeros(0, dtype=np.float32)
-        return np.asarray(self.model(X), dtype=np.float32).reshape(X.shape[0])
-
-
-def _featurizer(version_dir: Path, contract: InputContract | None, n_model_features: int) -> GbdtFeaturizer:
-    feat = GbdtFeaturizer.load(version_dir / FEATURIZER_DIR)
-    if feat.n_features != n_model_features:
-        raise ArtefactError(
-            f"{version_dir}: featurizer makes {feat.n_features} features, the model expects {n_model_features}"
-        )
-    if contract is not None:
-        own = InputContract.from_schema(feat.schema)
-        if own != contract:
-            raise ArtefactError(
-                f"{version_dir}: featurizer was fitted for input contract {own}, served with {contract}"
-            )
-    return feat
-
-
-def load_lightgbm(spec: PredictorSpec) -> Predictor:
-    """LightGBM's own predictor on ``model.txt`` (one thread)."""
-    booster = lgb.Booster(model_file=str(spec.version_dir / MODEL_FILE))
-    feat = _featurizer(spec.version_dir, spec.contract, booster.num_feature())
-
-    def model(X: F32) -> F32:
-        return np.asarray(booster.predict(X, num_threads=1), dtype=np.float32)
-
-    return GbdtPredictor(feat, model, kind=GBDT_LIGHTGBM)
-
-
-def load_compiled(spec: PredictorSpec) -> Predictor:
-    """The TL2cgen library ``trees.so`` (one thread)."""
-    import tl2cgen
-
-    lib = tl2cgen.Predictor(str(spec.version_dir / LIB_FILE), nthread=1)
-    feat = _featurizer(spec.version_dir, spec.contract, int(lib.num_feature))
-
-    def model(X: F32) -> F32:
-        return predict_compiled(lib, X)
-
-    return GbdtPredictor(feat, model, kind=GBDT_COMPILED)
-
-
-_LOADERS: dict[str, Callable[[PredictorSpec], Predictor]] = {
-    GBDT_COMPILED: load_compiled,
-    GBDT_LIGHTGBM: load_lightgbm,
-}
 
 
 def write_gbdt_version(
@@ -174,9 +95,9 @@ def write_gbdt_version(
                 record["fallback_reason"] = str(e)
         else:
             record["fallback_reason"] = "compilation disabled"
-        (tmp / PREDICTOR_FILE).write_text(json.dumps({"kind": kind}) + "\n")
+        write_predictor_json(tmp, kind)
         # load it as the server will, and compare the served path (raw -> prob) with the booster
-        predictor = _LOADERS[kind](PredictorSpec(kind=kind, version_dir=tmp, contract=None))
+        predictor = load_predictor(tmp)
         t0 = time.perf_counter()
         served = predictor.predict(parity_raw).astype(np.float64)
         booster = lgb.Booster(model_file=str(tmp / MODEL_FILE))
@@ -195,10 +116,3 @@ def write_gbdt_version(
         )
         (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return record
-
-
-def version_files(version_dir: str | Path) -> dict[str, Path]:
-    """The artefacts of a GBDT version folder, as ``ModelSpec.files`` of the repository writer wants."""
-    d = Path(version_dir)
-    names = [MODEL_FILE, FEATURIZER_DIR, EXPORT_FILE, LIB_FILE]
-    return {n: d / n for n in names if (d / n).exists()}

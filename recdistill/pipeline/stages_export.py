@@ -1,0 +1,133 @@
+"""Pipeline stages after training: export every model's version folder, evaluate, report.
+
+The serving layer (``serving/``, a plugin) adds its stages between ``evaluate`` and ``report``:
+the Triton model repository and the load test. Without it the report has no latency figures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recdistill.data.raw import raw_batch_from_frame
+from recdistill.data.readers import read_frame
+from recdistill.data.splits import split_path
+from recdistill.io_utils import atomic_write_json, read_json, tree_sha256
+from recdistill.pipeline.context import RunContext
+from recdistill.pipeline.run_models import MODELS, version_dirs
+from recdistill.pipeline.stages import DATA_CODE, Stage
+from recdistill.pipeline.stages_models import GBDT_STUDENTS, mlp_variants
+
+MLP_PARITY_ROWS = 1000  # validation rows every exported MLP is checked on (ONNX vs PyTorch, served path)
+GBDT_PARITY_ROWS = 2048  # validation rows every exported GBDT is checked on (compiled vs Booster)
+
+
+# -- export -------------------------------------------------------------------------------------------
+def trained_models(ctx: RunContext) -> list[str]:
+    """The models this run's config trains, in ``MODELS`` order."""
+    names = {"teacher", *mlp_variants(ctx), *GBDT_STUDENTS}
+    return [n for n in MODELS if n in names]
+
+
+def _export_inputs(ctx: RunContext) -> dict[str, str]:
+    trained = {"teacher": ctx.teacher_dir / "model.pt"}
+    trained.update({n: ctx.student_dir(n) for n in trained_models(ctx) if n != "teacher"})
+    return {
+        **{f"model:{n}": ctx.hash_path(p) for n, p in trained.items()},
+        "preprocess": ctx.hash_path(ctx.preprocess_dir),
+        "valid": ctx.hash_path(split_path(ctx.data_dir, "valid")),
+    }
+
+
+def _export_outputs(ctx: RunContext) -> list[str]:
+    return [f"export/{n}/predictor.json" for n in trained_models(ctx)]
+
+
+def _export_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.export.gbdt_version import write_gbdt_version
+    from recdistill.export.mlp_version import write_mlp_version
+    from recdistill.export.teacher_version import write_teacher_version
+
+    valid = split_path(ctx.data_dir, "valid")
+    frame = read_frame(valid).head(max(MLP_PARITY_ROWS, GBDT_PARITY_ROWS))
+    parity = raw_batch_from_frame(frame, ctx.schema(), source=str(valid))
+    out: dict[str, Any] = {}
+    for name in trained_models(ctx):
+        dst = ctx.version_dir(name)
+        if name == "teacher":
+            out[name] = write_teacher_version(dst, ctx.teacher_dir, ctx.preprocess_dir)
+        elif name.startswith("mlp"):
+            out[name] = write_mlp_version(
+                dst,
+                student_dir=ctx.student_dir(name),
+                preprocess_dir=ctx.preprocess_dir,
+                parity_raw=parity.slice(0, MLP_PARITY_ROWS),
+            )
+        else:
+            out[name] = write_gbdt_version(
+                dst, model_dir=ctx.student_dir(name), parity_raw=parity.slice(0, GBDT_PARITY_ROWS)
+            )
+        print(f"  exported {name:<24} -> {dst} ({out[name]['kind']})")
+    return out
+
+
+# -- evaluate -----------------------------------------------------------------------------------------
+def _evaluate_inputs(ctx: RunContext) -> dict[str, str]:
+    return {
+        "test": ctx.hash_path(split_path(ctx.data_dir, "test")),
+        **{f"model:{n}": tree_sha256(d) for n, d in version_dirs(ctx).items()},
+    }
+
+
+def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.pipeline.evaluation import evaluate_run
+
+    result = evaluate_run(ctx)
+    return {
+        n: {k: m.get(k) for k in ("auc", "logloss", "gauc", "ndcg@10", "ece", "params")}
+        for n, m in result["models"].items()
+    }
+
+
+# -- report -------------------------------------------------------------------------------------------
+def _report_inputs(ctx: RunContext) -> dict[str, str]:
+    return {
+        "evaluation": ctx.hash_path(ctx.run_dir / "evaluation.json"),
+        "loadtest": ctx.hash_path(ctx.loadtest_dir / "summary.json"),
+        "report": ctx.hash_config(ctx.cfg.report),
+    }
+
+
+def _report_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.machine import machine_description
+    from recdistill.report.render import recommend, write_report
+
+    evaluation = read_json(ctx.run_dir / "evaluation.json")
+    lt_path = ctx.loadtest_dir / "summary.json"
+    loadtest = read_json(lt_path) if lt_path.exists() else None
+    machine = (loadtest or {}).get("machine") or machine_description()
+    _, html = write_report(
+        ctx.run_dir, evaluation=evaluation, loadtest=loadtest, title=ctx.cfg.report.title, machine=machine
+    )
+    rec = recommend(evaluation, loadtest)
+    atomic_write_json(ctx.run_dir / "recommendation.json", {"model": rec.model, "text": rec.text})
+    print(rec.text)
+    return {"recommended": rec.model, "report": str(html)}
+
+
+_EXPORT_CODE = (
+    *DATA_CODE,
+    "recdistill/export",
+    "recdistill/predictors",
+    "recdistill/models",
+    "recdistill/gbdt",
+)
+
+EXPORT_STAGES: tuple[Stage, ...] = (
+    Stage("export", "write every model's version folder (ONNX, compiled trees, preprocessing), parity-checked",
+          _export_inputs, _export_outputs, _export_run, code=_EXPORT_CODE),
+    Stage("evaluate", "compare teacher, students and baselines on the test split",
+          _evaluate_inputs, lambda ctx: ["evaluation.json", "evaluation.md"], _evaluate_run,
+          code=(*_EXPORT_CODE, "recdistill/evaluate.py", "recdistill/metrics", "recdistill/pipeline/evaluation.py")),
+    Stage("report", "write report.md and report.html with the recommendation",
+          _report_inputs, lambda ctx: ["report.md", "report.html"], _report_run, code=("recdistill/report",)),
+)  # fmt: skip
