@@ -26,6 +26,7 @@ import numpy as np
 from recdistill.data.batch import RawBatch
 from recdistill.data.contract import DENSE, IDS, MULTI, InputContract
 from recdistill.predictors.registry import Predictor, load_predictor
+from recdistill.probability import sigmoid
 from serving.contract import to_wire
 from serving.loadtest.stats import LatencySummary
 from serving.validation import validate_request
@@ -46,7 +47,7 @@ def _split(predictor: Predictor) -> tuple[Step, Step] | None:
         def onnx(mb: Any) -> Any:
             feeds = {"dense": mb.dense, "ids": mb.ids, "multi": mb.multi}
             (logit,) = mlp.session.run([OUTPUT_NAME], {n: feeds[n] for n in names})
-            return (1.0 / (1.0 + np.exp(-np.asarray(logit, dtype=np.float64)))).astype(np.float32)
+            return sigmoid(np.asarray(logit)).astype(np.float32)
 
         return (lambda raw: mlp.pre.transform(raw, student_only=True)), onnx
     if isinstance(predictor, GbdtPredictor):

@@ -67,6 +67,7 @@ def teacher_test_metrics(ctx: Any) -> dict[str, Any]:
     from recdistill.data.raw import targets_from_frame
     from recdistill.data.readers import read_frame
     from recdistill.metrics import auc, ranking_metrics
+    from recdistill.probability import sigmoid
     from recdistill.students.soft_labels import load_soft_labels
 
     schema = ctx.schema()
@@ -74,7 +75,7 @@ def teacher_test_metrics(ctx: Any) -> dict[str, Any]:
     targets = targets_from_frame(read_frame(test), schema, source=str(test))
     logits = load_soft_labels(ctx.soft_labels_dir, "test", targets, expected_teacher_hash=None,
                               row_key=schema.row_key).astype(np.float64)  # fmt: skip
-    probs = 1.0 / (1.0 + np.exp(-logits))
+    probs = sigmoid(logits)
     labels = targets.label.astype(np.float64)
     m = ranking_metrics(labels, probs, user_ids=targets.user_id, request_ids=targets.request_id, k=10)
     params = read_json(ctx.teacher_dir / "teacher.json")["params"]["total"]

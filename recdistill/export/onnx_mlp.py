@@ -35,6 +35,7 @@ from recdistill.data.preprocess import Preprocessor, preprocess_fingerprint
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import atomic_write_bytes
 from recdistill.models.student_mlp import StudentMLP, batch_tensors
+from recdistill.probability import sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,8 @@ def ort_logits(
     return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """FP32 click probabilities from logits (exact 0/1 at the extremes, no overflow warning)."""
-    with np.errstate(over="ignore"):
-        return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+def _prob(logits: np.ndarray) -> np.ndarray:
+    return sigmoid(logits).astype(np.float32)
 
 
 def check_parity(
@@ -109,7 +108,7 @@ def check_parity(
         )
     d_logit = float(max(np.abs(got - ref).max(), abs(float(one[0]) - float(ref[0]))))
     d_prob = float(
-        max(np.abs(sigmoid(got) - sigmoid(ref)).max(), abs(float(sigmoid(one)[0] - sigmoid(ref[:1])[0])))
+        max(np.abs(_prob(got) - _prob(ref)).max(), abs(float(_prob(one)[0] - _prob(ref[:1])[0])))
     )
     report = ParityReport(rows=len(ref), max_abs_diff_prob=d_prob, max_abs_diff_logit=d_logit)
     if not d_prob <= atol:  # NaN fails too

@@ -25,6 +25,7 @@ from recdistill.models.teacher import TeacherInputs
 from recdistill.predictors.registry import PREDICTOR_FILE, Predictor, PredictorSpec
 from recdistill.teacher.checkpoint import MODEL_FILE, load_teacher
 from recdistill.teacher.score import check_teacher_inputs, predict_logits
+from recdistill.probability import sigmoid
 
 KIND = "teacher_torch"
 PREPROCESS_DIR = "preprocess"
@@ -47,8 +48,7 @@ class TeacherPredictor:
             logits = predict_logits(self.teacher.model, self.pre.transform(raw))
         finally:
             torch.set_num_threads(previous)
-        with np.errstate(over="ignore"):
-            return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        return sigmoid(logits).astype(np.float32)
 
 
 def load(spec: PredictorSpec) -> Predictor:

@@ -42,6 +42,7 @@ from recdistill.io_utils import atomic_path, atomic_write_json
 from recdistill.losses import DistillTargets, WeightedSum, build_loss
 from recdistill.metrics import auc, logloss
 from recdistill.models.student_mlp import (
+from recdistill.probability import sigmoid
     CHECKPOINT_FILE,
     StudentInputs,
     StudentMLP,
@@ -136,7 +137,7 @@ def evaluate(
     batch, targets = split
     logits = model.predict_logits(batch, batch_rows=batch_rows)
     lab = ~np.isnan(targets.label)
-    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    probs = sigmoid(logits)
     out = {"auc": auc(targets.label[lab], logits[lab]), "logloss": logloss(targets.label[lab], probs[lab])}
     if teacher is not None:
         out["teacher_auc"] = auc(targets.label[lab], teacher[lab])

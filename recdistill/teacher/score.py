@@ -31,6 +31,7 @@ from recdistill.errors import ArtefactError, SchemaError
 from recdistill.io_utils import atomic_path, atomic_write_json, tree_sha256
 from recdistill.models.teacher import TeacherEnsemble, TeacherInputs
 from recdistill.teacher.checkpoint import LoadedTeacher, load_teacher
+from recdistill.probability import sigmoid
 
 MANIFEST = "manifest.json"
 LOGIT_COLUMN = "teacher_logit"
@@ -95,7 +96,7 @@ def predict_logits(model: TeacherEnsemble, batch: ModelBatch, *, micro_batch: in
 
 
 def soft_label_table(row_key_name: str, targets: Targets, logits: np.ndarray) -> pa.Table:
-    prob = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+    prob = sigmoid(logits).astype(np.float32)
     return pa.table(
         {
             row_key_name: pa.array(targets.row_key, type=pa.int64()),
