@@ -23,7 +23,7 @@ import numpy as np
 
 from recdistill.data.batch import MISSING_ID, RawBatch
 from recdistill.data.preprocess import Preprocessor
-from recdistill.gbdt.features import GbdtFeaturizer
+from recdistill.students.gbdt.features import GbdtFeaturizer
 
 
 class FastPathMismatchError(Exception):
@@ -68,7 +68,7 @@ def compare(mlp_dir: Path, gbdt_dir: Path, batches: Sequence[RawBatch], *, reps:
     both, interleaved. ``mlp_dir`` / ``gbdt_dir``: the students' version folders
     (``preprocess/``, ``featurizer/``).
     """
-    from recdistill.gbdt.train import FEATURIZER_DIR
+    from recdistill.students.gbdt.train import FEATURIZER_DIR
 
     pre = Preprocessor.load(mlp_dir / "preprocess")
     feat = GbdtFeaturizer.load(gbdt_dir / FEATURIZER_DIR)

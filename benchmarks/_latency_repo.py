@@ -23,12 +23,12 @@ from recdistill.config import RunConfig
 from recdistill.config.loader import from_mapping
 from recdistill.data.contract import InputContract
 from recdistill.errors import ArtefactError
-from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.stages_serving import NOOP, model_dirs, served_names
 from recdistill.predictors.gbdt import GBDT_LIGHTGBM
 from recdistill.predictors.registry import PREDICTOR_FILE
+from recdistill.students.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 from serving.repository import ModelSpec, write_repository
 
 BENCH_REPOSITORY = "bench_repository"

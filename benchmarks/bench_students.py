@@ -69,7 +69,7 @@ def _sweep_point(ctx: RunContext, temperature: float, alpha: float, dim: int) ->
     from recdistill.config import to_mapping
     from recdistill.io_utils import atomic_write_json, tree_sha256
     from recdistill.pipeline.code_version import code_inputs
-    from recdistill.students.distill_mlp import distill_mlp
+    from recdistill.students.mlp.distill import distill_mlp
 
     base_loss, base_cfg = ctx.cfg.distill, dataclasses.replace(ctx.cfg.student_mlp, use_transfer=False)
     cfg = dataclasses.replace(

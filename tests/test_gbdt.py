@@ -28,12 +28,12 @@ from recdistill.data.schema import Schema
 from recdistill.errors import ArtefactError, ConfigError, DataError
 from recdistill.export.gbdt_compile import CompilerUnavailableError, compile_gbdt
 from recdistill.export.gbdt_version import EXPORT_FILE, write_gbdt_version
-from recdistill.gbdt.encoding import assign_folds, fit_mean_encoding, functional_map
-from recdistill.gbdt.features import GbdtFeaturizer
-from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE, TransferRows, train_gbdt
 from recdistill.metrics import auc
 from recdistill.predictors.gbdt import GBDT_COMPILED, GBDT_LIGHTGBM, LIB_FILE
 from recdistill.predictors.registry import load_predictor
+from recdistill.students.gbdt.encoding import assign_folds, fit_mean_encoding, functional_map
+from recdistill.students.gbdt.features import GbdtFeaturizer
+from recdistill.students.gbdt.train import FEATURIZER_DIR, MODEL_FILE, TransferRows, train_gbdt
 
 SCHEMA = Schema.from_dict(
     {

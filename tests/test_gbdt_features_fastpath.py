@@ -18,8 +18,8 @@ import pytest
 from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.data.batch import MISSING_ID, RawBatch, Targets
 from recdistill.errors import DataError
-from recdistill.gbdt import encoding as enc
-from recdistill.gbdt.features import GbdtFeaturizer
+from recdistill.students.gbdt import encoding as enc
+from recdistill.students.gbdt.features import GbdtFeaturizer
 from tests.test_gbdt import CFG, SCHEMA, make_split
 
 BIG = np.int64(1) << 50  # ids past every direct table, like hashed strings

@@ -45,8 +45,8 @@ from recdistill.models.student_mlp import (
 )
 from recdistill.predictors.mlp import load as load_mlp_predictor
 from recdistill.predictors.registry import PREDICTOR_FILE, PredictorSpec
+from recdistill.students.mlp.train import build_student, epoch_batches, train_mlp
 from recdistill.students.soft_labels import HASH_KEY, load_soft_labels
-from recdistill.students.train_mlp import build_student, epoch_batches, train_mlp
 
 SPLITS = ("train", "valid", "test", "transfer")
 TEACHER_HASH = "a" * 64

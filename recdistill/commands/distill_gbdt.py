@@ -41,7 +41,7 @@ def load_gbdt_config(path: str | None) -> GbdtStudentConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recdistill.gbdt.distill import distill_gbdt
+    from recdistill.students.gbdt.distill import distill_gbdt
 
     t0 = time.perf_counter()
     metrics = distill_gbdt(

@@ -58,7 +58,7 @@ def load_student_configs(path: str | None, *, hard: bool) -> tuple[MlpStudentCon
 
 
 def run(args: argparse.Namespace) -> int:
-    from recdistill.students.distill_mlp import distill_mlp
+    from recdistill.students.mlp.distill import distill_mlp
 
     cfg, loss_cfg = load_student_configs(args.config, hard=args.hard)
     if loss_cfg.kind == "kd" and not args.soft_labels:

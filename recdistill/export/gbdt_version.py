@@ -25,11 +25,11 @@ from recdistill.data.batch import RawBatch
 from recdistill.errors import ArtefactError
 from recdistill.export.gbdt_compile import CompilerUnavailableError, compile_gbdt
 from recdistill.export.version_folder import write_predictor_json
-from recdistill.gbdt.features import FEATURIZER_FILE, GbdtFeaturizer
-from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 from recdistill.io_utils import atomic_path
 from recdistill.predictors.gbdt import GBDT_COMPILED, GBDT_LIGHTGBM, LIB_FILE
 from recdistill.predictors.registry import load_predictor
+from recdistill.students.gbdt.features import FEATURIZER_FILE, GbdtFeaturizer
+from recdistill.students.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 
 EXPORT_FILE = "gbdt_export.json"
 log = logging.getLogger(__name__)

@@ -107,9 +107,7 @@ def check_parity(
             f"[{len(ref)}] and [1]: the batch dimension is not dynamic"
         )
     d_logit = float(max(np.abs(got - ref).max(), abs(float(one[0]) - float(ref[0]))))
-    d_prob = float(
-        max(np.abs(_prob(got) - _prob(ref)).max(), abs(float(_prob(one)[0] - _prob(ref[:1])[0])))
-    )
+    d_prob = float(max(np.abs(_prob(got) - _prob(ref)).max(), abs(float(_prob(one)[0] - _prob(ref[:1])[0]))))
     report = ParityReport(rows=len(ref), max_abs_diff_prob=d_prob, max_abs_diff_logit=d_logit)
     if not d_prob <= atol:  # NaN fails too
         raise ArtefactError(

@@ -119,7 +119,7 @@ _EXPORT_CODE = (
     "recdistill/export",
     "recdistill/predictors",
     "recdistill/models",
-    "recdistill/gbdt",
+    "recdistill/students/gbdt",
 )
 
 EXPORT_STAGES: tuple[Stage, ...] = (

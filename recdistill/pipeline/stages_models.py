@@ -84,7 +84,7 @@ def mlp_variants(ctx: RunContext) -> dict[str, tuple[DistillLossConfig, MlpStude
 
 
 def _mlp_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
-    from recdistill.students.distill_mlp import distill_mlp
+    from recdistill.students.mlp.distill import distill_mlp
 
     out: dict[str, Any] = {}
     for name, (loss, cfg) in mlp_variants(ctx).items():
@@ -115,7 +115,7 @@ def _gbdt_inputs(ctx: RunContext) -> dict[str, str]:
 
 
 def _gbdt_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
-    from recdistill.gbdt.distill import distill_gbdt
+    from recdistill.students.gbdt.distill import distill_gbdt
 
     out: dict[str, Any] = {}
     for name in GBDT_STUDENTS:
@@ -147,5 +147,5 @@ MODEL_STAGES: tuple[Stage, ...] = (
           code=(*_DATA, *_MLP)),
     Stage("distill-gbdt", "distil the LightGBM student and train its hard-label twin",
           _gbdt_inputs, lambda ctx: [f"students/{n}/model.txt" for n in GBDT_STUDENTS], _gbdt_run,
-          code=(*_DATA, "recdistill/gbdt")),
+          code=(*_DATA, "recdistill/students/gbdt")),
 )  # fmt: skip

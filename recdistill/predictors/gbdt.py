@@ -27,9 +27,9 @@ import numpy as np
 from recdistill.data.batch import F32, RawBatch
 from recdistill.data.contract import InputContract
 from recdistill.errors import ArtefactError
-from recdistill.gbdt.features import GbdtFeaturizer
-from recdistill.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 from recdistill.predictors.registry import Predictor, PredictorSpec
+from recdistill.students.gbdt.features import GbdtFeaturizer
+from recdistill.students.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 
 GBDT_COMPILED = "gbdt_compiled"
 GBDT_LIGHTGBM = "gbdt_lightgbm"

@@ -23,9 +23,9 @@ from recdistill.data.preprocess import Preprocessor
 from recdistill.errors import ArtefactError
 from recdistill.models.teacher import TeacherInputs
 from recdistill.predictors.registry import PREDICTOR_FILE, Predictor, PredictorSpec
+from recdistill.probability import sigmoid
 from recdistill.teacher.checkpoint import MODEL_FILE, load_teacher
 from recdistill.teacher.score import check_teacher_inputs, predict_logits
-from recdistill.probability import sigmoid
 
 KIND = "teacher_torch"
 PREPROCESS_DIR = "preprocess"

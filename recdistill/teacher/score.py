@@ -30,8 +30,8 @@ from recdistill.data.schema import SCHEMA_FILE, Schema
 from recdistill.errors import ArtefactError, SchemaError
 from recdistill.io_utils import atomic_path, atomic_write_json, tree_sha256
 from recdistill.models.teacher import TeacherEnsemble, TeacherInputs
-from recdistill.teacher.checkpoint import LoadedTeacher, load_teacher
 from recdistill.probability import sigmoid
+from recdistill.teacher.checkpoint import LoadedTeacher, load_teacher
 
 MANIFEST = "manifest.json"
 LOGIT_COLUMN = "teacher_logit"

@@ -47,10 +47,10 @@ from recdistill.data.batch import F32, MISSING_ID, RawBatch
 from recdistill.data.raw import max_multi_len
 from recdistill.data.schema import Schema
 from recdistill.errors import ArtefactError, DataError
-from recdistill.gbdt import encoding as enc
-from recdistill.gbdt.encoding import F64, I64, MeanEncoding
-from recdistill.gbdt.tables import _FastTables
 from recdistill.io_utils import atomic_path
+from recdistill.students.gbdt import encoding as enc
+from recdistill.students.gbdt.encoding import F64, I64, MeanEncoding
+from recdistill.students.gbdt.tables import _FastTables
 
 FEATURIZER_FILE = "gbdt_featurizer.json"
 ARTEFACT_VERSION = 1

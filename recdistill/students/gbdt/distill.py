@@ -48,7 +48,7 @@ def distill_gbdt(
     teacher_hash: str | None = None,
 ) -> dict[str, Any]:
     """Train the GBDT student (``hard``: the hard-label twin); ``recdistill export`` serves it."""
-    from recdistill.gbdt.train import TransferRows, train_gbdt
+    from recdistill.students.gbdt.train import TransferRows, train_gbdt
 
     schema = Preprocessor.load(preprocess_dir).schema
     if Schema.load(data_dir) != schema:

@@ -1,9 +1,9 @@
-"""Lookup tables that make :meth:`recdistill.gbdt.features.GbdtFeaturizer.transform` a few gathers.
+"""Lookup tables that make :meth:`recdistill.students.gbdt.features.GbdtFeaturizer.transform` a few gathers.
 
 Built when a featurizer is built or loaded (never saved): per categorical encoder a block of
 encoded values indexed by a direct "id -> row" table, per history feature the member means and
 attribute maps as dense tables. Ids too large or too sparse for a direct table fall back to a
-sorted search (:func:`recdistill.gbdt.encoding.id_states`), so memory stays bounded. Output is
+sorted search (:func:`recdistill.students.gbdt.encoding.id_states`), so memory stays bounded. Output is
 bit-identical to the per-feature reference in ``features.py`` (``tests/test_gbdt_features_fastpath.py``).
 """
 
@@ -15,11 +15,11 @@ import numpy as np
 
 from recdistill.data.batch import F32, MISSING_ID, RawBatch
 from recdistill.errors import ArtefactError
-from recdistill.gbdt import encoding as enc
-from recdistill.gbdt.encoding import F64, I64
+from recdistill.students.gbdt import encoding as enc
+from recdistill.students.gbdt.encoding import F64, I64
 
 if TYPE_CHECKING:
-    from recdistill.gbdt.features import AttributeMap, GbdtFeaturizer, MultiEncoder
+    from recdistill.students.gbdt.features import AttributeMap, GbdtFeaturizer, MultiEncoder
 
 
 NO_ATTRIBUTE = MISSING_ID - 1  # attribute of a history id that has none (never equals a row's)
@@ -44,7 +44,7 @@ class _FastTables:
     ``last``, the "unseen" slot), so one gather maps all columns; ``src`` picks the encoders'
     columns out of ``[B, C * W]`` into ``out[:, dest]``. Multi: see :class:`_MultiTables`.
     Encoders whose ids are too large or too sparse for a direct table
-    (:func:`~recdistill.gbdt.encoding.lut_size`: at most 32 int32 slots per key, or 64Ki) are
+    (:func:`~recdistill.students.gbdt.encoding.lut_size`: at most 32 int32 slots per key, or 64Ki) are
     searched instead, so the tables stay small next to the encoders themselves.
     """
 

@@ -28,9 +28,9 @@ from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.data.batch import F32, RawBatch, Targets
 from recdistill.data.schema import Schema
 from recdistill.errors import DataError
-from recdistill.gbdt.features import GbdtFeaturizer
 from recdistill.io_utils import atomic_path, atomic_write_json
 from recdistill.metrics import auc, logloss
+from recdistill.students.gbdt.features import GbdtFeaturizer
 
 MODEL_FILE = "model.txt"
 FEATURIZER_DIR = "featurizer"

@@ -42,13 +42,13 @@ from recdistill.io_utils import atomic_path, atomic_write_json
 from recdistill.losses import DistillTargets, WeightedSum, build_loss
 from recdistill.metrics import auc, logloss
 from recdistill.models.student_mlp import (
-from recdistill.probability import sigmoid
     CHECKPOINT_FILE,
     StudentInputs,
     StudentMLP,
     checkpoint_dict,
     count_parameters,
 )
+from recdistill.probability import sigmoid
 
 Split = tuple[ModelBatch, Targets]
 

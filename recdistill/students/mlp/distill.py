@@ -14,8 +14,8 @@ from recdistill.data.preprocess import Preprocessor, load_split
 from recdistill.data.splits import find_split, split_path
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import file_sha256
+from recdistill.students.mlp.train import train_mlp
 from recdistill.students.soft_labels import has_soft_labels, load_soft_labels
-from recdistill.students.train_mlp import train_mlp
 
 
 def distill_mlp(
