@@ -1,7 +1,7 @@
 """The measurements of the latency benchmark (see ``bench_latency.py``): the plan (how long each
 kind of run lasts), the :class:`Bench` that records runs and CPU use, and one function per phase.
 Every load-test run goes through the library: ``measure_open_loop`` / ``measure_closed_loop``,
-``capacity_at_slo``, ``compare_with_perf_analyzer`` and ``LoadTestReport``.
+``capacity_at_slo``, ``compare_with_perf_analyzer`` and ``LoadTestResults``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from recdistill.config.loadtest import CapacitySearchConfig, LoadTestConfig
 from recdistill.data.contract import InputContract
 from recdistill.errors import ServingError
 from recdistill.pipeline.context import RunContext
-from serving.loadtest.report import LoadTestReport, run_line
 from serving.loadtest.requests import RequestPool
+from serving.loadtest.results import LoadTestResults, run_line
 from serving.loadtest.runner import Measurement, measure_closed_loop, measure_open_loop
 from serving.loadtest.stats import RunResult, latencies_ms
 from serving.loadtest.wire import EncodedRequest, encode_pool
@@ -100,7 +100,7 @@ class Plan:
 class Bench:
     """Runs measurements against one server and keeps every result (see the module docstring)."""
 
-    report: LoadTestReport
+    report: LoadTestResults
     t_start: float
     url: str = ""
     meter: CpuMeter = field(default_factory=lambda: CpuMeter(None))

@@ -66,8 +66,8 @@ from recdistill.data.readers import read_frame
 from recdistill.errors import RecDistillError, ServingError
 from recdistill.io_utils import atomic_write_json, atomic_write_text
 from recdistill.pipeline.context import RunContext
-from serving.loadtest.report import LoadTestReport
 from serving.loadtest.requests import RequestPool, build_request_pool
+from serving.loadtest.results import LoadTestResults
 from serving.loadtest.runner import machine_note
 from serving.loadtest.stats import RunResult, finite_json
 
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         "plan": plan.describe(),
         "sizes": {"concurrency": 1, "models": {}},
     }
-    bench = Bench(LoadTestReport(run_dir / "bench_latency", {"tool": "benchmarks/bench_latency.py",
+    bench = Bench(LoadTestResults(run_dir / "bench_latency", {"tool": "benchmarks/bench_latency.py",
                                                              "machine": machine}), t0)  # fmt: skip
     status = 2
     try:

@@ -93,8 +93,8 @@ def sample_ranking(
 
 def serve_check_and_load_test(ctx: RunContext) -> dict[str, Any]:
     from serving.launcher import TritonServer
-    from serving.loadtest.report import LoadTestReport, run_line
     from serving.loadtest.requests import build_request_pool
+    from serving.loadtest.results import LoadTestResults, run_line
     from serving.loadtest.runner import machine_note, measure_open_loop
     from serving.loadtest.stats import latencies_ms
     from serving.loadtest.wire import encode_pool
@@ -118,7 +118,7 @@ def serve_check_and_load_test(ctx: RunContext) -> dict[str, Any]:
         "machine": machine,
         "models": {},
     }
-    report = LoadTestReport(ctx.loadtest_dir, {"tool": "recdistill run", "machine": machine})
+    report = LoadTestResults(ctx.loadtest_dir, {"tool": "recdistill run", "machine": machine})
     server = TritonServer.from_config(ctx.repository_dir, ctx.cfg.serving, log_dir=ctx.loadtest_dir)
     with server:
         print(f"  Triton ready in {server.startup_s:.1f}s (HTTP {server.http_url}, gRPC {server.grpc_url})")

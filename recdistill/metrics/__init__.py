@@ -1,6 +1,6 @@
 """Offline metrics for click models and for teacher-student fidelity (numpy + scipy, no torch).
 
-  * :mod:`~recdistill.metrics.classification`: ``auc``, ``gauc``, ``logloss``
+  * :mod:`~recdistill.metrics.classification`: ``auc``, ``gauc``, ``logloss``, ``logloss_of_logits``
   * :mod:`~recdistill.metrics.ranking`: ``ndcg_at_k``, ``mrr`` per request
   * :mod:`~recdistill.metrics.calibration_error`: ``calibration`` (ECE + reliability table), ``ece``
   * :mod:`~recdistill.metrics.rank_agreement`: ``fidelity`` (Spearman, Kendall, top-k overlap)
@@ -14,7 +14,7 @@ with a click) return NaN rather than raising.
 
 from recdistill.metrics._checks import MetricInputError
 from recdistill.metrics.calibration_error import CalibrationResult, calibration, ece
-from recdistill.metrics.classification import auc, gauc, logloss
+from recdistill.metrics.classification import auc, gauc, logloss, logloss_of_logits
 from recdistill.metrics.rank_agreement import fidelity
 from recdistill.metrics.ranking import mrr, ndcg_at_k
 from recdistill.metrics.streaming import StreamingBinaryMetrics
@@ -30,6 +30,7 @@ __all__ = [
     "fidelity",
     "gauc",
     "logloss",
+    "logloss_of_logits",
     "mrr",
     "ndcg_at_k",
     "ranking_metrics",

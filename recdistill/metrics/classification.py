@@ -81,6 +81,16 @@ def logloss(labels: npt.ArrayLike, probs: npt.ArrayLike, eps: float = 1e-7) -> f
     return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
 
 
+def logloss_of_logits(labels: npt.ArrayLike, logits: npt.ArrayLike) -> float:
+    """Mean binary cross-entropy of logits ``[n]`` against 0/1 labels ``[n]``, computed stably
+    (``log(1 + exp(-z))`` for clicks, ``log(1 + exp(z))`` otherwise; no clipping). NaN if empty."""
+    y = as_soft_labels("labels", labels)
+    z = as_scores("logits", logits)
+    if check_lengths(labels=y, logits=z) == 0:
+        return float("nan")
+    return float(np.mean(np.logaddexp(0.0, -z) * y + np.logaddexp(0.0, z) * (1 - y)))
+
+
 def gauc(labels: npt.ArrayLike, scores: npt.ArrayLike, user_ids: npt.ArrayLike) -> float:
     """Group AUC: each user's AUC weighted by the user's number of impressions.
 

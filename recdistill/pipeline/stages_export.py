@@ -79,7 +79,7 @@ def _evaluate_inputs(ctx: RunContext) -> dict[str, str]:
 
 
 def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
-    from recdistill.pipeline.evaluation import evaluate_run
+    from recdistill.evaluate.run import evaluate_run
 
     result = evaluate_run(ctx)
     return {
@@ -127,7 +127,7 @@ EXPORT_STAGES: tuple[Stage, ...] = (
           _export_inputs, _export_outputs, _export_run, code=_EXPORT_CODE),
     Stage("evaluate", "compare teacher, students and baselines on the test split",
           _evaluate_inputs, lambda ctx: ["evaluation.json", "evaluation.md"], _evaluate_run,
-          code=(*_EXPORT_CODE, "recdistill/evaluate.py", "recdistill/metrics", "recdistill/pipeline/evaluation.py")),
+          code=(*_EXPORT_CODE, "recdistill/evaluate", "recdistill/metrics")),
     Stage("report", "write report.md and report.html with the recommendation",
           _report_inputs, lambda ctx: ["report.md", "report.html"], _report_run, code=("recdistill/report",)),
 )  # fmt: skip

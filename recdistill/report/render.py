@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recdistill.evaluate import QUALITY_COLUMNS
+from recdistill.evaluate.candidates import QUALITY_COLUMNS
 from recdistill.io_utils import atomic_write_text
 from recdistill.report import charts
 

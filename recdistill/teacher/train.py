@@ -38,7 +38,7 @@ from recdistill.teacher.distributed import (
     shard_model,
     sharding_summary,
 )
-from recdistill.teacher.evaluate import evaluate_split, to_tensors
+from recdistill.teacher.validation import evaluate_split, to_tensors
 
 Split = tuple[ModelBatch, Targets]
 StepHook = Callable[[int, int], None]

@@ -91,13 +91,13 @@ def _concurrencies(text: str | None) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from serving.loadtest.perf_analyzer import compare_with_perf_analyzer
-    from serving.loadtest.report import LoadTestReport, run_line
     from serving.loadtest.requests import build_request_pool
+    from serving.loadtest.results import LoadTestResults, run_line
     from serving.loadtest.runner import (
         machine_note,
         measure_closed_loop,
         measure_open_loop,
-        preflight,
+        probe_model,
     )
     from serving.loadtest.slo import capacity_at_slo, check_slo
     from serving.loadtest.wire import check_loopback, encode_pool
@@ -132,10 +132,10 @@ def run(args: argparse.Namespace) -> int:
     schema = Schema.load(args.schema or data.parent)
     pool = build_request_pool(data, schema, candidates=cfg.candidates, pool_size=cfg.pool_size)
     for model in models:
-        preflight(url, model, pool.batches[0])
+        probe_model(url, model, pool.batches[0])
 
     out = Path(args.out)
-    report = LoadTestReport(
+    report = LoadTestResults(
         out,
         {
             "tool": "recdistill loadtest",

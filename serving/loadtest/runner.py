@@ -70,14 +70,14 @@ class Measurement:
     t0: float
 
 
-# -- preflight ------------------------------------------------------------------------------------
-def preflight(url: str, model: str, example: RawBatch, *, timeout_s: float = 3.0) -> ModelInfo:
+# -- probe ----------------------------------------------------------------------------------------
+def probe_model(url: str, model: str, example: RawBatch, *, timeout_s: float = 3.0) -> ModelInfo:
     """Fail at once, with a clear message, on an unreachable server, an unknown model or requests
     whose tensors do not match the model's inputs."""
-    return asyncio.run(_preflight(url, model, example, timeout_s))
+    return asyncio.run(_probe_model(url, model, example, timeout_s))
 
 
-async def _preflight(url: str, model: str, example: RawBatch, timeout_s: float) -> ModelInfo:
+async def _probe_model(url: str, model: str, example: RawBatch, timeout_s: float) -> ModelInfo:
     probe = ServerProbe(url, timeout_s=timeout_s)
     try:
         await probe.check_server()

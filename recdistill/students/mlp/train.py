@@ -130,7 +130,7 @@ def _soft(soft: Mapping[str, np.ndarray] | None, split: str, n: int, *, required
     return np.asarray(logits, dtype=np.float32)
 
 
-def evaluate(
+def validation_metrics(
     model: StudentMLP, split: Split, teacher: np.ndarray | None, batch_rows: int
 ) -> dict[str, float]:
     """Validation metrics: AUC and logloss on labelled rows; teacher AUC and logit MSE when known."""
@@ -273,7 +273,7 @@ def train_mlp(
         schedule.step()
         secs = time.perf_counter() - t0
         train_seconds += secs
-        val = evaluate(model, valid, t_valid, cfg.eval_batch_size)
+        val = validation_metrics(model, valid, t_valid, cfg.eval_batch_size)
         record = {"epoch": epoch, "train_loss": train_loss, "samples_per_s": len(ts) / secs, **val}
         history.append(record)
         if progress:

@@ -25,7 +25,7 @@ from serving.loadtest.slo import CapacityResult, SloVerdict
 from serving.loadtest.stats import RunResult, latencies_ms, write_request_log, write_results
 
 
-class LoadTestReport:
+class LoadTestResults:
     """Collects runs, verdicts and capacity results and writes them under ``out_dir``."""
 
     def __init__(self, out_dir: Path, header: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Validation metrics of the teacher during training, computed across ranks.
+"""Validation of the teacher during training (early stopping), computed across ranks.
 
 Every rank scores an equal share of each chunk of the split (the last chunk is padded by
 repeating rows, so all ranks run the same batch size through the sharded model); the logits are
@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from recdistill.data.batch import ModelBatch, Targets
-from recdistill.metrics.classification import auc
+from recdistill.metrics.classification import auc, logloss_of_logits
 from recdistill.teacher.distributed import DistContext
 
 
@@ -31,10 +31,8 @@ def binary_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Logloss and AUC of logits against 0/1 labels."""
     z = logits.astype(np.float64)
     y = labels.astype(np.float64)
-    # log(1 + exp(-z)) for y=1, log(1 + exp(z)) for y=0, computed stably
-    logloss = float(np.mean(np.logaddexp(0.0, -z) * y + np.logaddexp(0.0, z) * (1 - y)))
     auc_value = auc(y, z) if 0 < y.sum() < len(y) else float("nan")
-    return {"logloss": logloss, "auc": auc_value}
+    return {"logloss": logloss_of_logits(y, z), "auc": auc_value}
 
 
 def evaluate_split(

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from recdistill.data.raw import raw_batch_from_frame, targets_from_frame
 from recdistill.data.readers import read_frame
 from recdistill.data.splits import split_path
-from recdistill.evaluate import Candidate, evaluate_candidates, write_evaluation
+from recdistill.evaluate.candidates import Candidate, evaluate_candidates, write_evaluation
 from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.run_models import MODELS, served_names, version_dirs

@@ -1,0 +1,9 @@
+"""Evaluation of a run's models: every exported version folder, loaded in process through the
+predictor registry (the code a server runs), scored on the test split.
+
+  * :mod:`~recdistill.evaluate.candidates`: ``evaluate_candidates`` (quality, fidelity to the
+    teacher, sizes, in-process latency of any set of predictors) and the ``evaluation.md`` table
+  * :mod:`~recdistill.evaluate.run`: ``evaluate_run`` (the ``evaluate`` stage: a run's models)
+
+Training-time validation (early stopping) uses :mod:`recdistill.metrics` directly.
+"""
