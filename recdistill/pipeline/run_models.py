@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from recdistill.errors import ArtefactError
+from recdistill.evaluate.candidates import Role
 from recdistill.pipeline.context import RunContext
 from recdistill.predictors.registry import PREDICTOR_FILE
 
 # model in the run -> (role, served name or None)
 # (``mlp_distilled`` is served as ``mlp`` only when no transfer-set variant was trained)
-MODELS: dict[str, tuple[str, str | None]] = {
+MODELS: dict[str, tuple[Role, str | None]] = {
     "teacher": ("teacher", "teacher"),
     "mlp_distilled_transfer": ("student", "mlp"),
     "mlp_distilled": ("student", "mlp"),

@@ -6,6 +6,7 @@ the Triton model repository and the load test. Without it the report has no late
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from recdistill.data.raw import raw_batch_from_frame
@@ -13,7 +14,7 @@ from recdistill.data.readers import read_frame
 from recdistill.data.splits import split_path
 from recdistill.io_utils import atomic_write_json, read_json, tree_sha256
 from recdistill.pipeline.context import RunContext
-from recdistill.pipeline.run_models import MODELS, version_dirs
+from recdistill.pipeline.run_models import MODELS, served_names, version_dirs
 from recdistill.pipeline.stages import DATA_CODE, Stage
 from recdistill.pipeline.stages_models import GBDT_STUDENTS, mlp_variants
 
@@ -78,10 +79,43 @@ def _evaluate_inputs(ctx: RunContext) -> dict[str, str]:
     }
 
 
-def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
-    from recdistill.evaluate.run import evaluate_run
+def model_params(ctx: RunContext, name: str, version_dir: Path) -> int:
+    """A model's size: parameters for the teacher and MLP students, tree nodes for a GBDT."""
+    from recdistill.evaluate.version_folders import gbdt_nodes
 
-    result = evaluate_run(ctx)
+    if name == "teacher":
+        p = read_json(ctx.teacher_dir / "teacher.json")["params"]
+        return int(p["total"]) if isinstance(p, dict) else int(p)
+    if name.startswith("mlp"):
+        p = read_json(ctx.student_dir(name) / "metrics.json")["params"]
+        return int(p["total"]) if isinstance(p, dict) else int(p)
+    txt = next(iter(version_dir.glob("*.txt")), None)
+    return gbdt_nodes(txt) if txt is not None else 0
+
+
+def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.evaluate.version_folders import ModelVersion, evaluate_versions
+
+    dirs = version_dirs(ctx)
+    served_as = served_names(list(dirs))
+    models = [
+        ModelVersion(
+            name=n,
+            role=MODELS[n][0],
+            version_dir=d,
+            params=model_params(ctx, n, d),
+            served_as=served_as[n],
+        )
+        for n, d in dirs.items()
+    ]
+    result = evaluate_versions(
+        models,
+        test_path=split_path(ctx.data_dir, "test"),
+        schema=ctx.schema(),
+        teacher_soft_labels=ctx.soft_labels_dir / "test.parquet",
+        out_dir=ctx.run_dir,
+        request_candidates=ctx.cfg.loadtest.candidates,
+    )
     return {
         n: {k: m.get(k) for k in ("auc", "logloss", "gauc", "ndcg@10", "ece", "params")}
         for n, m in result["models"].items()
