@@ -1,6 +1,6 @@
 # recdistill: every target creates or reuses .venv and installs the pinned stack first.
 # The pinned stack is requirements/*.txt; torchrec is installed with --no-deps (its metadata asks
-# for the CUDA fbgemm-gpu; ../shared/STACK.md) — that happens here and nowhere else.
+# for the CUDA fbgemm-gpu; docs/stack.md) — that happens here and nowhere else.
 
 PYTHON ?= python3
 VENV := .venv

@@ -3,11 +3,11 @@
 ``load_run(run_dir)`` rebuilds the run's :class:`RunContext` from the config recorded in
 ``<run_dir>/manifest.json`` (so the benchmark serves with the run's own serving settings).
 ``build_bench_repository(ctx)`` writes ``<run_dir>/bench_repository`` from the run's ready version
-folders (``<model dir>/serving/``) through the library's repository writer::
+folders (``export/<model>/``) through the serving layer's repository writer::
 
-    teacher         teacher_torch    (teacher/serving)
+    teacher         teacher_torch    (export/teacher)
     mlp             mlp_onnx         (the run's served MLP: mlp_distilled_transfer or mlp_distilled)
-    gbdt            gbdt_compiled    (students/gbdt_distilled/serving)
+    gbdt            gbdt_compiled    (export/gbdt_distilled)
     gbdt_lightgbm   gbdt_lightgbm    the same trained trees (model.txt + featurizer), LightGBM's predictor
     noop            noop             returns a constant: the floor of this serving path
     ranker          ensemble -> mlp  (written by every repository; not measured)
@@ -25,11 +25,12 @@ from recdistill.data.contract import InputContract
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
-from recdistill.pipeline.stages_serving import NOOP, model_dirs, served_names
+from recdistill.pipeline.run_models import served_names, version_dirs
 from recdistill.predictors.gbdt import GBDT_LIGHTGBM
 from recdistill.predictors.registry import PREDICTOR_FILE
 from recdistill.students.gbdt.train import FEATURIZER_DIR, MODEL_FILE
 from serving.repository import ModelSpec, write_repository
+from serving.stages import NOOP
 
 BENCH_REPOSITORY = "bench_repository"
 GBDT_NATIVE = "gbdt_lightgbm"  # served name of the LightGBM-native GBDT
@@ -64,7 +65,7 @@ def load_run(run_dir: Path) -> RunContext:
 def bench_models(ctx: RunContext) -> list[BenchModel]:
     """The models the run can serve, in :data:`ORDER` (a run without a GBDT student has fewer)."""
     found: dict[str, BenchModel] = {}
-    dirs = model_dirs(ctx)
+    dirs = version_dirs(ctx)
     for run_name, served in served_names(list(dirs)).items():  # the pipeline's own choice of "mlp"
         if served is None:
             continue

@@ -87,8 +87,8 @@ def _pools(ctx: RunContext) -> dict[int, RequestPool]:
 def measure_all(bench: Bench, ctx: RunContext, repo: Path, models: list[BenchModel], plan: Plan,
                 doc: dict[str, Any]) -> None:  # fmt: skip
     """Start Triton once, run every phase, fill ``doc``; the in-process phase runs after it stops."""
-    from recdistill.pipeline.serve_and_load import check_parity
     from serving.launcher import TritonServer
+    from serving.serve_and_load import check_parity
 
     pools = _pools(ctx)
     doc["requests"] = {str(n): p.describe() for n, p in pools.items()}

@@ -69,6 +69,7 @@ def _sweep_point(ctx: RunContext, temperature: float, alpha: float, dim: int) ->
     from recdistill.config import to_mapping
     from recdistill.io_utils import atomic_write_json, tree_sha256
     from recdistill.pipeline.code_version import code_inputs
+    from recdistill.pipeline.registry import find_stage
     from recdistill.students.mlp.distill import distill_mlp
 
     base_loss, base_cfg = ctx.cfg.distill, dataclasses.replace(ctx.cfg.student_mlp, use_transfer=False)
@@ -78,7 +79,7 @@ def _sweep_point(ctx: RunContext, temperature: float, alpha: float, dim: int) ->
     loss = dataclasses.replace(base_loss, kind="kd", temperature=temperature, alpha=alpha)
     out = ctx.run_dir / "sweep" / f"T{temperature:g}_a{alpha:g}_d{dim}"
     key = hashlib.sha256(json.dumps([to_mapping(cfg), to_mapping(loss), tree_sha256(ctx.soft_labels_dir),
-                                     code_inputs("distill-mlp")], sort_keys=True).encode()).hexdigest()  # fmt: skip
+                                     code_inputs(find_stage("distill-mlp").code)], sort_keys=True).encode()).hexdigest()  # fmt: skip
     cached = out / "sweep_row.json"
     if cached.exists() and read_json(cached).get("key") == key:
         row: dict[str, Any] = read_json(cached)["row"]

@@ -5,7 +5,7 @@ INT64 ``[B, C]``, ``multi`` INT64 ``[B, M, L]`` (the FULL preprocessed contract 
 serving predictor passes ``Preprocessor.transform`` output straight in), output ``logit`` FP32
 ``[B]``; ``B`` is dynamic. No ``Loop`` nodes: the student uses ``nn.Embedding`` + mask + sum.
 
-Two traps from ``../shared/STACK.md`` are handled here:
+Two traps (``docs/stack.md``) are handled here:
 
 * IR version: a recent ``onnx`` writes an IR version newer than ``onnxruntime`` reads; the file
   gets the lowest IR version that supports its opset (``onnx.helper.find_min_ir_version_for``).
@@ -157,7 +157,7 @@ def export_mlp_onnx(
     loops = [n.op_type for n in proto.graph.node if n.op_type in ("Loop", "Scan", "If")]
     if loops:
         raise ArtefactError(
-            f"ONNX export of the student holds control flow {sorted(set(loops))}; see STACK.md"
+            f"ONNX export of the student holds control flow {sorted(set(loops))}; see docs/stack.md"
         )
     _set_metadata(proto, {FINGERPRINT_KEY: preprocess_fingerprint(pre)})
     onnx.checker.check_model(proto)
