@@ -22,6 +22,17 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--chunk-rows", type=int, help="rows read and scored at a time (default teacher.score_chunk_rows)"
     )
+    p.add_argument(
+        "--folds",
+        metavar="DIR",
+        help="fold teachers (fold_teachers/ of a run): score the training rows out of fold",
+    )
+    p.add_argument(
+        "--heldout",
+        choices=("full", "fold_mean"),
+        default="full",
+        help="with --folds: who scores valid/test/transfer (the full teacher, or the fold teachers' mean)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -37,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         splits=args.splits,
         chunk_rows=args.chunk_rows,
         progress=not args.no_progress,
+        folds_dir=args.folds,
+        heldout=args.heldout,
     )
     print(
         json.dumps(

@@ -12,6 +12,7 @@ from recdistill.config.loader import from_mapping, load_yaml
 from recdistill.config.loadtest import LoadTestConfig
 from recdistill.config.report import ReportConfig
 from recdistill.config.serving import ServingConfig
+from recdistill.config.soft_labels import SoftLabelConfig
 from recdistill.config.students import MlpStudentConfig
 from recdistill.config.teacher import TeacherConfig
 
@@ -23,6 +24,7 @@ class RunConfig:
     run_dir: str = "runs/demo"
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    soft_labels: SoftLabelConfig = field(default_factory=SoftLabelConfig)
     student_mlp: MlpStudentConfig = field(default_factory=MlpStudentConfig)
     distill: DistillLossConfig = field(default_factory=DistillLossConfig)
     gbdt: GbdtStudentConfig = field(default_factory=GbdtStudentConfig)

@@ -102,3 +102,12 @@ class Targets:
             self.user_id[start:stop],
             self.true_ctr[start:stop],
         )
+
+    def take(self, index: npt.NDArray[np.int64]) -> Targets:
+        return Targets(
+            self.row_key[index],
+            self.label[index],
+            self.request_id[index],
+            self.user_id[index],
+            self.true_ctr[index],
+        )

@@ -39,6 +39,10 @@ class RunContext:
         return self.run_dir / "teacher"
 
     @property
+    def fold_teachers_dir(self) -> Path:
+        return self.run_dir / "fold_teachers"
+
+    @property
     def soft_labels_dir(self) -> Path:
         return self.run_dir / "soft_labels"
 

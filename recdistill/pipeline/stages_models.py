@@ -47,16 +47,70 @@ def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     }
 
 
+# -- cross-fitted fold teachers -----------------------------------------------------------------------
+def out_of_fold(ctx: RunContext) -> bool:
+    return ctx.cfg.soft_labels.method == "out_of_fold"
+
+
+def _cross_fit_inputs(ctx: RunContext) -> dict[str, str]:
+    if not out_of_fold(ctx):
+        return {"method": "in_sample"}
+    return {
+        **_hash_data(ctx),
+        "teacher": ctx.hash_config(ctx.cfg.teacher),
+        "soft_labels": ctx.hash_config(ctx.cfg.soft_labels),
+    }
+
+
+def _cross_fit_outputs(ctx: RunContext) -> list[str]:
+    return ["fold_teachers/folds.json"] if out_of_fold(ctx) else []
+
+
+def _cross_fit_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.teacher.cross_fit import train_fold_teachers
+
+    if not out_of_fold(ctx):
+        if ctx.fold_teachers_dir.exists():
+            shutil.rmtree(ctx.fold_teachers_dir)
+        print("  soft_labels.method is in_sample: no fold teachers to train")
+        return {"method": "in_sample"}
+    info = train_fold_teachers(
+        ctx.data_dir,
+        ctx.preprocess_dir,
+        ctx.fold_teachers_dir,
+        ctx.cfg.teacher,
+        ctx.cfg.soft_labels,
+        resume=resume,
+    )
+    return {"method": "out_of_fold", **info}
+
+
 # -- soft labels --------------------------------------------------------------------------------------
 def _score_inputs(ctx: RunContext) -> dict[str, str]:
-    return {**_hash_data(ctx), "teacher": ctx.hash_path(ctx.teacher_dir / "model.pt")}
+    out = {**_hash_data(ctx), "teacher": ctx.hash_path(ctx.teacher_dir / "model.pt")}
+    if out_of_fold(ctx):
+        out["fold_teachers"] = ctx.hash_path(ctx.fold_teachers_dir)
+        out["heldout"] = ctx.cfg.soft_labels.heldout
+    return out
 
 
 def _score_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.teacher.score import run_score
 
-    res = run_score(ctx.data_dir, ctx.preprocess_dir, ctx.teacher_dir, ctx.soft_labels_dir)
-    return {"rows": res.rows, "rows_per_s": res.rows_per_s, "teacher_hash": res.teacher_hash}
+    res = run_score(
+        ctx.data_dir,
+        ctx.preprocess_dir,
+        ctx.teacher_dir,
+        ctx.soft_labels_dir,
+        folds_dir=ctx.fold_teachers_dir if out_of_fold(ctx) else None,
+        heldout=ctx.cfg.soft_labels.heldout,
+    )
+    return {
+        "rows": res.rows,
+        "rows_per_s": res.rows_per_s,
+        "teacher_hash": res.teacher_hash,
+        "method": ctx.cfg.soft_labels.method,
+    }
 
 
 # -- MLP students -------------------------------------------------------------------------------------
@@ -140,6 +194,8 @@ _MLP = ("recdistill/models/student_mlp.py", "recdistill/modules", "recdistill/lo
 MODEL_STAGES: tuple[Stage, ...] = (
     Stage("train-teacher", "train the heavy TorchRec teacher (resumes an interrupted run)",
           _teacher_inputs, lambda ctx: ["teacher/model.pt"], _teacher_run, code=(*_DATA, *_TEACHER)),
+    Stage("cross-fit", "train the fold teachers that score the training rows out of fold (soft_labels.method)",
+          _cross_fit_inputs, _cross_fit_outputs, _cross_fit_run, code=(*_DATA, *_TEACHER)),
     Stage("score", "write the teacher's soft labels for every split",
           _score_inputs, lambda ctx: ["soft_labels/manifest.json"], _score_run, code=(*_DATA, *_TEACHER)),
     Stage("distill-mlp", "distil the embedding-MLP student and train its hard-label twin",

@@ -3,13 +3,16 @@
 Layout written by the teacher's scoring stage (``recdistill/teacher/score.py``)::
 
     soft_labels/manifest.json        {"teacher_hash": "<sha256 of teacher model.pt>", "row_key": "row_id",
+                                      "method": "in_sample" | "out_of_fold",
                                       "splits": {"train": {"rows": N, ...}, ...}, ...}
     soft_labels/<split>.parquet      <row_key> int64, teacher_logit float32, teacher_prob float32;
-                                     key-value metadata ``recdistill.teacher_hash``
+                                     key-value metadata ``recdistill.teacher_hash`` and
+                                     ``recdistill.soft_label_method``
 
 :func:`load_soft_labels` returns the teacher logits aligned row by row with a split's
 :class:`~recdistill.data.batch.Targets`. Every mismatch raises :class:`ArtefactError` naming
-the file before any training starts: another teacher (hash), another data file (row count,
+the file before any training starts: another teacher (hash), another soft-label method than the manifest's (in-sample and out-of-fold
+files mixed in one directory), another data file (row count,
 row keys), duplicated keys, NaN/inf logits, or probabilities outside [0, 1] (counted, with
 example row keys).
 """
@@ -31,6 +34,8 @@ MANIFEST_FILE = "manifest.json"
 LOGIT = "teacher_logit"
 PROB = "teacher_prob"
 HASH_KEY = b"recdistill.teacher_hash"  # written by recdistill.teacher.score into each file
+METHOD_KEY = b"recdistill.soft_label_method"  # in_sample | out_of_fold (absent: in_sample)
+IN_SAMPLE = "in_sample"
 _EXAMPLES = 5
 
 
@@ -46,6 +51,12 @@ def read_manifest(soft_dir: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("teacher_hash"), str):
         raise ArtefactError(f"{path}: must be a JSON object with a string 'teacher_hash'")
     return manifest
+
+
+def soft_label_method(manifest: dict[str, Any]) -> str:
+    """``in_sample`` or ``out_of_fold``: how the manifest says the training rows were scored."""
+    method = manifest.get("method") or IN_SAMPLE
+    return str(method)
 
 
 def manifest_rows(manifest: dict[str, Any], split: str) -> int | None:
@@ -102,6 +113,12 @@ def load_soft_labels(
         raise ArtefactError(
             f"{path}: scored by teacher {file_hash.decode()[:12]}… but {man_path} names teacher "
             f"{manifest['teacher_hash'][:12]}…; the file comes from another scoring run, rescore"
+        )
+    file_method = (file_meta.get(METHOD_KEY) or IN_SAMPLE.encode()).decode()
+    if file_method != soft_label_method(manifest):
+        raise ArtefactError(
+            f"{path}: soft labels made {file_method}, but {man_path} describes {soft_label_method(manifest)} "
+            "soft labels; in-sample and out-of-fold files cannot be mixed in one run, rescore every split"
         )
     if row_key is None and isinstance(manifest.get("row_key"), str):
         row_key = manifest["row_key"]

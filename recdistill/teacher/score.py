@@ -4,17 +4,21 @@ Each output file has one row per input row, in input order::
 
     <row key> int64 | teacher_logit float32 | teacher_prob float32
 
-with the teacher hash (sha256 of ``model.pt``) in the Parquet key-value metadata, and
-``soft_labels/manifest.json`` records the hash, the rows per split and the throughput. Splits are
-read in chunks of ``chunk_rows`` rows, so memory stays bounded whatever the file size. Every
-compatibility check (data schema vs preprocessing vs teacher, the columns of every split) runs
-before the first row is scored.
+with the teacher hash (sha256 of ``model.pt``) and the method (``in_sample`` or ``out_of_fold``)
+in the Parquet key-value metadata, and ``soft_labels/manifest.json`` records both, the rows per
+split and the throughput. Splits are read in chunks of ``chunk_rows`` rows, so memory stays
+bounded whatever the file size. Every compatibility check (data schema vs preprocessing vs
+teacher, the columns of every split, the fold assignment) runs before the first row is scored.
+
+Out of fold (``folds_dir`` given, see :mod:`recdistill.teacher.cross_fit`): every training row is
+scored by the fold teacher that did not train on it; the other splits by the full teacher
+(``heldout="full"``) or by the mean logit of the fold teachers (``"fold_mean"``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,10 @@ MANIFEST = "manifest.json"
 LOGIT_COLUMN = "teacher_logit"
 PROB_COLUMN = "teacher_prob"
 HASH_KEY = b"recdistill.teacher_hash"
+METHOD_KEY = b"recdistill.soft_label_method"
+IN_SAMPLE = "in_sample"
+OUT_OF_FOLD = "out_of_fold"
+Scorer = Callable[[ModelBatch, int], np.ndarray]  # (chunk, offset of its first row) -> logits [B]
 
 
 @dataclass
@@ -114,18 +122,25 @@ def write_soft_labels(
     row_key: str,
     where: str,
     bar: Any = None,
+    scorer: Scorer | None = None,
+    method: str = IN_SAMPLE,
 ) -> tuple[int, float]:
-    """Score ``chunks`` and write them to ``out_path`` atomically; returns (rows, scoring seconds)."""
+    """Score ``chunks`` and write them to ``out_path`` atomically; returns (rows, scoring seconds).
+
+    ``scorer`` (default: ``teacher`` on every row) maps a chunk and the position of its first row
+    in the split to logits; ``teacher`` names the soft labels (its hash goes into the file).
+    """
     schema = pa.schema(
         [(row_key, pa.int64()), (LOGIT_COLUMN, pa.float32()), (PROB_COLUMN, pa.float32())],
-        metadata={HASH_KEY: teacher.sha256.encode()},
+        metadata={HASH_KEY: teacher.sha256.encode(), METHOD_KEY: method.encode()},
     )
+    score = scorer or (lambda b, _: predict_logits(teacher.model, b))
     rows, seconds = 0, 0.0
     with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for batch, targets in chunks:
             teacher.inputs.check_batch(batch, where)
             t0 = time.perf_counter()
-            logits = predict_logits(teacher.model, batch)
+            logits = score(batch, rows)
             seconds += time.perf_counter() - t0
             writer.write_table(
                 soft_label_table(row_key, targets, logits).replace_schema_metadata(schema.metadata)
@@ -145,12 +160,20 @@ def run_score(
     splits: Sequence[str] | None = None,
     chunk_rows: int | None = None,
     progress: bool = True,
+    folds_dir: str | Path | None = None,
+    heldout: str = "full",
 ) -> ScoreResult:
-    """``recdistill score``: soft labels for every split in ``data_dir`` (and the transfer set)."""
+    """``recdistill score``: soft labels for every split in ``data_dir`` (and the transfer set).
+
+    ``folds_dir`` (fold teachers of :mod:`recdistill.teacher.cross_fit`): the training rows are
+    scored out of fold, the other splits by the full teacher or (``heldout="fold_mean"``) by the
+    fold teachers' mean logit.
+    """
     from recdistill.data.preprocess import Preprocessor
 
     pre = Preprocessor.load(preprocess_dir)
     teacher = load_teacher(teacher_dir)
+    folds = _FoldTeachers.load(Path(folds_dir), data_dir, pre) if folds_dir is not None else None
     threads = torch.get_num_threads()
     torch.set_num_threads(teacher.cfg.num_threads)
     try:
@@ -163,9 +186,57 @@ def run_score(
             splits=splits,
             chunk_rows=chunk_rows,
             progress=progress,
+            folds=folds,
+            heldout=heldout,
         )
     finally:
         torch.set_num_threads(threads)
+
+
+class _FoldTeachers:
+    """The fold teachers and the fold of every training row (checked against ``folds.json``)."""
+
+    def __init__(self, teachers: list[LoadedTeacher], folds: np.ndarray, info: dict[str, Any]) -> None:
+        self.teachers = teachers
+        self.folds = folds
+        self.info = info
+
+    @classmethod
+    def load(cls, folds_dir: Path, data_dir: str | Path, pre: Any) -> _FoldTeachers:
+        from recdistill.config.soft_labels import SoftLabelConfig
+        from recdistill.data.raw import targets_from_frame
+        from recdistill.data.readers import read_frame
+        from recdistill.data.splits import split_path
+        from recdistill.teacher.folds import fold_assignment, fold_dir, read_folds
+
+        info = read_folds(folds_dir)
+        train = split_path(data_dir, "train")
+        cols = [c for c in pre.schema.key_columns if c is not None]
+        targets = targets_from_frame(read_frame(train, columns=[*cols, pre.schema.label]), pre.schema,
+                                     source=str(train))  # fmt: skip
+        cfg = SoftLabelConfig(method="out_of_fold", folds=int(info["folds"]), seed=int(info["seed"]),
+                              group_by=info["group_by"])  # fmt: skip
+        folds, now = fold_assignment(targets, pre.schema, cfg, where=str(train))
+        if now["digest"] != info["digest"]:
+            raise ArtefactError(
+                f"{folds_dir / 'folds.json'}: the fold teachers were trained on another fold assignment "
+                f"than {train} gives now; rerun the cross-fit stage"
+            )
+        teachers = [load_teacher(fold_dir(folds_dir, k)) for k in range(cfg.folds)]
+        return cls(teachers, folds, info)
+
+    def out_of_fold(self, batch: ModelBatch, offset: int) -> np.ndarray:
+        fold = self.folds[offset : offset + len(batch)]
+        out = np.empty(len(batch), dtype=np.float32)
+        for k, t in enumerate(self.teachers):
+            rows = np.flatnonzero(fold == k)
+            if rows.size:
+                out[rows] = predict_logits(t.model, batch.take(rows))
+        return out
+
+    def mean(self, batch: ModelBatch, offset: int) -> np.ndarray:
+        logits = np.mean([predict_logits(t.model, batch) for t in self.teachers], axis=0)
+        return logits.astype(np.float32)
 
 
 def _score(
@@ -178,6 +249,8 @@ def _score(
     splits: Sequence[str] | None,
     chunk_rows: int | None,
     progress: bool,
+    folds: _FoldTeachers | None = None,
+    heldout: str = "full",
 ) -> ScoreResult:
     from recdistill.data.preprocess import iter_split
     from recdistill.data.readers import count_rows, scan
@@ -188,6 +261,11 @@ def _score(
     # -- every check before any work ----------------------------------------------------------
     check_data_schema(data_dir, pre.schema)
     check_teacher_inputs(teacher, TeacherInputs.from_preprocessor(pre), preprocess_dir)
+    for t in folds.teachers if folds is not None else ():
+        check_teacher_inputs(t, TeacherInputs.from_preprocessor(pre), preprocess_dir)
+    if folds is not None and splits is not None and "train" not in splits:
+        raise ArtefactError("out-of-fold scoring rescores every split: the train split cannot be left out")
+    method = IN_SAMPLE if folds is None else OUT_OF_FOLD
     wanted = list(splits) if splits is not None else list(SPLITS)
     paths: dict[str, Path] = {}
     for split in wanted:
@@ -212,6 +290,14 @@ def _score(
     for split, p in paths.items():
         total = count_rows(p)
         t0 = time.perf_counter()
+        scorer: Scorer | None = None
+        if folds is not None:
+            if split == "train":
+                if total != folds.folds.size:
+                    raise ArtefactError(f"{p}: {total} rows, but the fold assignment has {folds.folds.size}")
+                scorer = folds.out_of_fold
+            elif heldout == "fold_mean":
+                scorer = folds.mean
         with tqdm(total=total, desc=f"score {split}", unit="row", disable=not progress, leave=False) as bar:
             rows, secs = write_soft_labels(
                 teacher,
@@ -220,6 +306,8 @@ def _score(
                 row_key=pre.schema.row_key,
                 where=str(p),
                 bar=bar,
+                scorer=scorer,
+                method=method,
             )
         wall = time.perf_counter() - t0
         result.rows[split] = rows
@@ -243,6 +331,10 @@ def _score(
         {
             "teacher_hash": teacher.sha256,
             "teacher": str(teacher.path),
+            "method": method,
+            "heldout": None if folds is None else heldout,
+            "fold_teachers": None if folds is None else [t.sha256 for t in folds.teachers],
+            "folds": None if folds is None else {k: v for k, v in folds.info.items() if k != "teachers"},
             "preprocess_hash": tree_sha256(preprocess_dir),
             "row_key": pre.schema.row_key,
             "columns": [pre.schema.row_key, LOGIT_COLUMN, PROB_COLUMN],
