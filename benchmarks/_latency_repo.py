@@ -25,7 +25,7 @@ from recdistill.data.contract import InputContract
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
-from recdistill.pipeline.run_models import served_names, version_dirs
+from recdistill.pipeline.run_models import served_models, version_dirs
 from recdistill.predictors.gbdt import GBDT_LIGHTGBM
 from recdistill.predictors.registry import PREDICTOR_FILE
 from recdistill.students.gbdt.train import FEATURIZER_DIR, MODEL_FILE
@@ -66,9 +66,8 @@ def bench_models(ctx: RunContext) -> list[BenchModel]:
     """The models the run can serve, in :data:`ORDER` (a run without a GBDT student has fewer)."""
     found: dict[str, BenchModel] = {}
     dirs = version_dirs(ctx)
-    for run_name, served in served_names(list(dirs)).items():  # the pipeline's own choice of "mlp"
-        if served is None:
-            continue
+    chosen = served_models(read_json(ctx.run_dir / "evaluation.json"))  # the pipeline's own choice
+    for served, run_name in chosen.items():
         version_dir = dirs[run_name]
         kind = str(read_json(version_dir / PREDICTOR_FILE)["kind"])
         found[served] = BenchModel(served, kind, version_dir, run_name)

@@ -1,7 +1,7 @@
 """The serving layer's pipeline stages, run between ``evaluate`` and ``report``.
 
 * ``repository``: a Triton model repository from the run's exported version folders: the
-  teacher, the served ``mlp`` and ``gbdt`` students, ``noop`` (the do-nothing floor of this serving
+  teacher, the ``mlp`` and ``gbdt`` variants the ``evaluate`` stage chose on validation, ``noop`` (the do-nothing floor of this serving
   path) and ``ranker``, an ensemble that forwards to ``serving.ranker_target``.
 * ``loadtest``: start Triton on 127.0.0.1, prove served = in-process for every model, load-test
   each one (``serve_and_load.py``).
@@ -9,12 +9,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from recdistill.errors import ConfigError
+from recdistill.errors import ArtefactError, ConfigError
 from recdistill.io_utils import read_json, tree_sha256
 from recdistill.pipeline.context import RunContext
-from recdistill.pipeline.run_models import served_names, version_dirs
+from recdistill.pipeline.run_models import served_models, version_dirs
 from recdistill.pipeline.stages import Stage
 from recdistill.predictors.registry import PREDICTOR_FILE
 
@@ -22,8 +23,18 @@ NOOP = "noop"
 DEFAULT_RANKER_TARGET = "mlp"
 
 
+def _evaluation(ctx: RunContext) -> dict[str, Any]:
+    """The run's evaluation: which variant of each student is served (chosen on validation)."""
+    path = ctx.run_dir / "evaluation.json"
+    if not path.is_file():
+        raise ArtefactError(f"{path}: not found; the evaluate stage chooses the served models, run it first")
+    evaluation: dict[str, Any] = read_json(path)
+    return evaluation
+
+
 def _repository_inputs(ctx: RunContext) -> dict[str, str]:
     return {
+        "served": json.dumps(served_models(_evaluation(ctx)), sort_keys=True),
         **{f"model:{n}": tree_sha256(d) for n, d in version_dirs(ctx).items()},
         "serving": ctx.hash_config(ctx.cfg.serving),
     }
@@ -37,11 +48,8 @@ def _repository_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
 
     specs = []
     dirs = version_dirs(ctx)
-    served_as = served_names(list(dirs))
-    for name, d in dirs.items():
-        served = served_as[name]
-        if served is None:
-            continue
+    for served, name in served_models(_evaluation(ctx)).items():
+        d = dirs[name]
         files = {p.name: p for p in d.iterdir() if p.name != PREDICTOR_FILE}
         specs.append(ModelSpec(name=served, predictor=read_json(d / PREDICTOR_FILE), files=files))
     specs.append(ModelSpec(name=NOOP, predictor={"kind": "noop"}))

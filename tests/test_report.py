@@ -9,7 +9,8 @@ import matplotlib.image as mpimg
 import numpy as np
 
 from recdistill.report.charts import pareto_front
-from recdistill.report.render import recommend, write_report
+from recdistill.report.recommendation import distillation_verdicts, recommend
+from recdistill.report.render import write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -31,6 +32,7 @@ def _evaluation() -> dict[str, Any]:
             "teacher": {
                 "role": "teacher",
                 "served_as": "teacher",
+                "valid": {"auc": 0.80},
                 "auc": 0.79,
                 "params": 30_000_000,
                 "bytes": 120_000_000,
@@ -39,6 +41,7 @@ def _evaluation() -> dict[str, Any]:
             "mlp_distilled": {
                 "role": "student",
                 "served_as": "mlp",
+                "valid": {"auc": 0.79},
                 "auc": 0.785,
                 "auc_lift_kept": 0.98,
                 "params": 400_000,
@@ -48,12 +51,22 @@ def _evaluation() -> dict[str, Any]:
             "gbdt_distilled": {
                 "role": "student",
                 "served_as": "gbdt",
+                "valid": {"auc": 0.775},
                 "auc": 0.78,
                 "params": 20_000,
                 "bytes": 300_000,
             },
-            "mlp_hard": {"role": "baseline", "auc": 0.77, "params": 400_000, "bytes": 1_600_000},
+            "mlp_hard": {
+                "role": "baseline",
+                "served_as": None,
+                "valid": {"auc": 0.77},
+                "auc": 0.77,
+                "params": 400_000,
+                "bytes": 1_600_000,
+            },
+            "gbdt_hard": {"role": "baseline", "served_as": None, "valid": {"auc": 0.776}, "auc": 0.779},
         },
+        "selection": {"mlp": {"served": "mlp_distilled"}, "gbdt": {"served": "gbdt_distilled"}},
     }
 
 
@@ -91,16 +104,39 @@ def _loadtest(mlp_p99: float = 1.5, gbdt_errors: int = 0) -> dict[str, Any]:
     }
 
 
-def test_recommendation_picks_best_passing_student() -> None:
+def test_recommendation_picks_the_best_validation_auc_that_meets_the_target() -> None:
     rec = recommend(_evaluation(), _loadtest())
-    assert rec.model == "mlp_distilled"
+    assert rec.model == "mlp_distilled"  # the teacher (valid 0.80) misses the p99 target
+    assert "validation AUC (0.7900)" in rec.text and "Test AUC 0.7850" in rec.text
     assert "98.0% of the teacher's AUC lift" in rec.text and "75x fewer parameters" in rec.text
-    # the MLP misses the target -> the GBDT is the best passing student
+    # the MLP misses the target -> the GBDT is the best passing model
     assert recommend(_evaluation(), _loadtest(mlp_p99=12.0)).model == "gbdt_distilled"
     # errors disqualify too; then nothing passes and the report says so plainly
     rec = recommend(_evaluation(), _loadtest(mlp_p99=12.0, gbdt_errors=3))
-    assert rec.model is None and rec.text.startswith("No student meets the p99 target of 10 ms")
+    assert rec.model is None and rec.text.startswith("No model meets the p99 target of 10 ms")
     assert recommend(_evaluation(), None).model is None
+
+
+def test_the_choice_never_reads_the_test_split() -> None:
+    ev = _evaluation()
+    ev["models"]["gbdt_distilled"]["auc"] = 0.99  # best on test, worse on validation: not chosen
+    assert recommend(ev, _loadtest()).model == "mlp_distilled"
+    ev["models"]["gbdt_distilled"]["valid"] = {"auc": 0.795}
+    assert recommend(ev, _loadtest()).model == "gbdt_distilled"
+
+
+def test_distillation_verdicts_say_whether_it_paid_off_and_why_not() -> None:
+    ev = _evaluation()
+    mlp, gbdt = distillation_verdicts(ev)
+    assert mlp.startswith("Distillation paid off for the embedding-MLP student")
+    assert "validation AUC 0.7900 vs 0.7700, test AUC 0.7850 vs 0.7700" in mlp
+    assert gbdt.startswith("Distillation did not pay off for the LightGBM student")
+    assert "The teacher is better on validation (AUC 0.8000 vs the twin's 0.7760)" in gbdt
+    ev["models"]["teacher"]["valid"] = {"auc": 0.770}
+    ev["selection"]["gbdt"]["served"] = "gbdt_hard"
+    gbdt = distillation_verdicts(ev)[1]
+    assert "no better than the twin on validation (AUC 0.7700 vs 0.7760)" in gbdt
+    assert "`gbdt_hard` is served as `gbdt`" in gbdt
 
 
 def test_pareto_front() -> None:
@@ -113,7 +149,8 @@ def test_report_files_and_images_are_valid(tmp_path: Path) -> None:
         tmp_path, evaluation=_evaluation(), loadtest=_loadtest(), title="run x", machine="test box"
     )
     text = md.read_text()
-    assert "| mlp_distilled | 0.7850 | 98.0%" in text
+    assert "| mlp_distilled | mlp | 0.7900 | 0.7850 | 98.0%" in text
+    assert "Did distillation pay off?" in text
     refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(refs) == 4
     for ref in refs:

@@ -129,6 +129,8 @@ def evaluate_candidates(
 
 QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # key, header, format (shared with the report)
+    ("served_as", "served as", "{}"),
+    ("valid.auc", "valid AUC", "{:.4f}"),
     ("auc", "AUC", "{:.4f}"),
     ("auc_lift_kept", "AUC lift kept", "{:.1%}"),
     ("logloss", "logloss", "{:.4f}"),
@@ -142,13 +144,23 @@ QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def metric(m: Mapping[str, Any], key: str) -> Any:
+    """``m[key]``, where a dotted key reads a nested value (``"valid.auc"``); None when absent."""
+    value: Any = m
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 def markdown_table(result: Mapping[str, Any]) -> str:
-    cols = [c for c in QUALITY_COLUMNS if any(c[0] in m for m in result["models"].values())]
+    cols = [c for c in QUALITY_COLUMNS if any(metric(m, c[0]) is not None for m in result["models"].values())]
     lines = ["| model | role | " + " | ".join(h for _, h, _ in cols) + " |", "|---|---|" + "---|" * len(cols)]
     for name, m in result["models"].items():
         cells = []
         for key, _, fmt in cols:
-            v = m.get(key)
+            v = metric(m, key)
             cells.append("–" if v is None or (isinstance(v, float) and v != v) else fmt.format(v))
         lines.append(f"| {name} | {m['role']} | " + " | ".join(cells) + " |")
     if "bayes_auc" in result:

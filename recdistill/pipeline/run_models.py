@@ -7,23 +7,25 @@ Triton model repository, so the report's numbers are those of the artefacts that
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 from recdistill.errors import ArtefactError
 from recdistill.evaluate.candidates import Role
 from recdistill.pipeline.context import RunContext
 from recdistill.predictors.registry import PREDICTOR_FILE
 
-# model in the run -> (role, served name or None)
-# (``mlp_distilled`` is served as ``mlp`` only when no transfer-set variant was trained)
-MODELS: dict[str, tuple[Role, str | None]] = {
+# model in the run -> (role in the report, the served name it competes for)
+MODELS: dict[str, tuple[Role, str]] = {
     "teacher": ("teacher", "teacher"),
     "mlp_distilled_transfer": ("student", "mlp"),
     "mlp_distilled": ("student", "mlp"),
+    "mlp_hard": ("baseline", "mlp"),
     "gbdt_distilled": ("student", "gbdt"),
-    "mlp_hard": ("baseline", None),
-    "gbdt_hard": ("baseline", None),
+    "gbdt_hard": ("baseline", "gbdt"),
 }
+SELECTION_RULE = "the highest validation AUC among the variants of that student (the test split only reports)"
 
 
 def version_dirs(ctx: RunContext) -> dict[str, Path]:
@@ -35,13 +37,29 @@ def version_dirs(ctx: RunContext) -> dict[str, Path]:
     return {n: d for n, d in dirs.items() if (d / PREDICTOR_FILE).exists()}
 
 
-def served_names(names: list[str]) -> dict[str, str | None]:
-    """Run model -> served name; each served name goes to the first model that claims it."""
-    taken: set[str] = set()
-    out: dict[str, str | None] = {}
-    for n in names:
-        served = MODELS[n][1]
-        out[n] = served if served is not None and served not in taken else None
-        if served is not None:
-            taken.add(served)
-    return out
+def choose_served(result: dict[str, Any]) -> None:
+    """Give each served name (``mlp``, ``gbdt``) to the variant with the best validation AUC.
+
+    ``result`` is an evaluation (``models.<name>.valid.auc``); fills ``models.<name>.served_as``
+    and ``selection.<served>`` (every variant's validation AUC, the choice, the rule). A tie goes
+    to the variant listed first in :data:`MODELS` (distilled before the hard twin).
+    """
+    models = result["models"]
+    selection: dict[str, Any] = {}
+    for served in dict.fromkeys(family for _, family in MODELS.values()):
+        members = [n for n in MODELS if n in models and MODELS[n][1] == served]
+        if not members:
+            continue
+        valid = {n: float(models[n].get("valid", {}).get("auc", float("nan"))) for n in members}
+        best = max(
+            members, key=lambda n: (valid[n] if valid[n] == valid[n] else -math.inf, -members.index(n))
+        )
+        for n in members:
+            models[n]["served_as"] = served if n == best else None
+        selection[served] = {"served": best, "valid_auc": valid, "rule": SELECTION_RULE}
+    result["selection"] = selection
+
+
+def served_models(evaluation: dict[str, Any]) -> dict[str, str]:
+    """Served name -> run model, from an evaluation that :func:`choose_served` filled in."""
+    return {m["served_as"]: n for n, m in evaluation["models"].items() if m.get("served_as")}

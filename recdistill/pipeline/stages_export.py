@@ -14,7 +14,7 @@ from recdistill.data.readers import read_frame
 from recdistill.data.splits import split_path
 from recdistill.io_utils import atomic_write_json, read_json, tree_sha256
 from recdistill.pipeline.context import RunContext
-from recdistill.pipeline.run_models import MODELS, served_names, version_dirs
+from recdistill.pipeline.run_models import MODELS, choose_served, version_dirs
 from recdistill.pipeline.stages import DATA_CODE, Stage
 from recdistill.pipeline.stages_models import GBDT_STUDENTS, mlp_variants
 
@@ -75,6 +75,7 @@ def _export_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
 def _evaluate_inputs(ctx: RunContext) -> dict[str, str]:
     return {
         "test": ctx.hash_path(split_path(ctx.data_dir, "test")),
+        "valid": ctx.hash_path(split_path(ctx.data_dir, "valid")),
         **{f"model:{n}": tree_sha256(d) for n, d in version_dirs(ctx).items()},
     }
 
@@ -96,17 +97,9 @@ def model_params(ctx: RunContext, name: str, version_dir: Path) -> int:
 def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.evaluate.version_folders import ModelVersion, evaluate_versions
 
-    dirs = version_dirs(ctx)
-    served_as = served_names(list(dirs))
     models = [
-        ModelVersion(
-            name=n,
-            role=MODELS[n][0],
-            version_dir=d,
-            params=model_params(ctx, n, d),
-            served_as=served_as[n],
-        )
-        for n, d in dirs.items()
+        ModelVersion(name=n, role=MODELS[n][0], version_dir=d, params=model_params(ctx, n, d))
+        for n, d in version_dirs(ctx).items()
     ]
     result = evaluate_versions(
         models,
@@ -115,10 +108,18 @@ def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         teacher_soft_labels=ctx.soft_labels_dir / "test.parquet",
         out_dir=ctx.run_dir,
         request_candidates=ctx.cfg.loadtest.candidates,
+        valid_path=split_path(ctx.data_dir, "valid"),
+        choose=choose_served,
     )
+    for served, sel in result["selection"].items():
+        print(f"  {served}: serve {sel['served']} (validation AUC " + ", ".join(
+            f"{n} {v:.4f}" for n, v in sel["valid_auc"].items()) + ")")  # fmt: skip
     return {
-        n: {k: m.get(k) for k in ("auc", "logloss", "gauc", "ndcg@10", "ece", "params")}
-        for n, m in result["models"].items()
+        "test": {
+            n: {k: m.get(k) for k in ("auc", "logloss", "gauc", "ndcg@10", "ece", "params")}
+            for n, m in result["models"].items()
+        },
+        "served": {s: sel["served"] for s, sel in result["selection"].items()},
     }
 
 
@@ -133,7 +134,8 @@ def _report_inputs(ctx: RunContext) -> dict[str, str]:
 
 def _report_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.machine import machine_description
-    from recdistill.report.render import recommend, write_report
+    from recdistill.report.recommendation import recommend
+    from recdistill.report.render import write_report
 
     evaluation = read_json(ctx.run_dir / "evaluation.json")
     lt_path = ctx.loadtest_dir / "summary.json"

@@ -1,9 +1,9 @@
 """``report.md`` and a self-contained ``report.html`` from measured numbers.
 
 Inputs are the evaluation results (quality, sizes, calibration tables; ``evaluation.json``) and
-the load-test results (served latency per model; ``loadtest/results.json``). The recommendation
-is the best-quality student whose served p99 meets the target at the tested rate with no errors,
-or a plain statement that none does.
+the load-test results (served latency per model; ``loadtest/summary.json``). The recommendation
+and the distillation verdicts come from :mod:`recdistill.report.recommendation` (validation
+numbers choose, test numbers report).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import base64
 import html
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recdistill.evaluate.candidates import QUALITY_COLUMNS
+from recdistill.evaluate.candidates import QUALITY_COLUMNS, metric
 from recdistill.io_utils import atomic_write_text
 from recdistill.report import charts
+from recdistill.report.recommendation import distillation_verdicts, recommend
 
 LATENCY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("p50_ms", "p50 ms", "{:.2f}"),
@@ -29,53 +29,6 @@ LATENCY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("errors", "errors", "{:d}"),
     ("capacity_rps", "capacity at target (req/s)", "{:.0f}"),
 )
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    model: str | None
-    text: str
-
-
-def recommend(evaluation: Mapping[str, Any], loadtest: Mapping[str, Any] | None) -> Recommendation:
-    """The best-AUC student meeting the p99 target at the tested rate with no errors."""
-    if not loadtest:
-        return Recommendation(None, "No load test was run, so no student can be recommended for serving.")
-    target = float(loadtest["target_p99_ms"])
-    rate = float(loadtest["rate"])
-    served = loadtest["models"]
-    passing: list[tuple[float, str, Mapping[str, Any]]] = []
-    failing: list[str] = []
-    for name, m in evaluation["models"].items():
-        if m.get("role") != "student" or not m.get("served_as") or m["served_as"] not in served:
-            continue
-        lt = served[m["served_as"]]
-        ok = lt["p99_ms"] <= target and lt["errors"] == 0 and lt["achieved_rps"] >= 0.95 * rate
-        if ok:
-            passing.append((float(m["auc"]), name, lt))
-        else:
-            failing.append(
-                f"{name} (p99 {lt['p99_ms']:.2f} ms, {lt['achieved_rps']:.0f} req/s, {lt['errors']} errors)"
-            )
-    if not passing:
-        why = "; ".join(failing) if failing else "no student was served"
-        return Recommendation(
-            None, f"No student meets the p99 target of {target:g} ms at {rate:g} req/s: {why}."
-        )
-    auc, name, lt = max(passing)
-    m = evaluation["models"][name]
-    teacher = evaluation["models"].get("teacher", {})
-    kept = m.get("auc_lift_kept")
-    parts = [
-        f"**Serve `{name}`**: the best-quality student that meets the p99 target of {target:g} ms at {rate:g} req/s.",
-        f"Test AUC {auc:.4f}"
-        + (f" ({kept:.1%} of the teacher's AUC lift over 0.5)" if kept is not None else "")
-        + ",",
-        f"served p99 {lt['p99_ms']:.2f} ms at {lt['achieved_rps']:.0f} req/s with {lt['errors']} errors,",
-    ]
-    if teacher.get("params") and m.get("params"):
-        parts.append(f"{teacher['params'] / max(m['params'], 1):.0f}x fewer parameters than the teacher.")
-    return Recommendation(name, " ".join(parts))
 
 
 def _fmt(value: Any, fmt: str) -> str:
@@ -90,10 +43,10 @@ def _fmt(value: Any, fmt: str) -> str:
 def _table(
     rows: Mapping[str, Mapping[str, Any]], columns: tuple[tuple[str, str, str], ...]
 ) -> list[list[str]]:
-    present = [c for c in columns if any(c[0] in r for r in rows.values())]
+    present = [c for c in columns if any(metric(r, c[0]) is not None for r in rows.values())]
     out = [["model", *[h for _, h, _ in present]]]
     for name, r in rows.items():
-        out.append([name, *[_fmt(r.get(k), f) for k, _, f in present]])
+        out.append([name, *[_fmt(metric(r, k), f) for k, _, f in present]])
     return out
 
 
@@ -152,8 +105,11 @@ def write_report(
     latency = _table(served, LATENCY_COLUMNS) if served else None
     bayes = evaluation.get("bayes_auc")
 
+    verdicts = distillation_verdicts(evaluation)
     md: list[str] = [f"# {title}", "", "## Recommendation", "", rec.text, ""]
-    md += ["## Quality on the test split", ""]
+    if verdicts:
+        md += ["## Did distillation pay off?", "", *[f"- {v}" for v in verdicts], ""]
+    md += ["## Quality on the test split", "", _CHOICE_NOTE, ""]
     if bayes is not None:
         md += [f"Bayes-optimal AUC (from the generator's true click probability): {bayes:.4f}.", ""]
     md += [_md_table(quality), ""]
@@ -173,7 +129,12 @@ def write_report(
     md_path = atomic_write_text(run_dir / "report.md", "\n".join(md))
 
     body = [f"<h1>{html.escape(title)}</h1>", "<h2>Recommendation</h2>", f"<p>{_md_inline(rec.text)}</p>"]
-    body += ["<h2>Quality on the test split</h2>"]
+    if verdicts:
+        body += [
+            "<h2>Did distillation pay off?</h2>",
+            "<ul>" + "".join(f"<li>{_md_inline(v)}</li>" for v in verdicts) + "</ul>",
+        ]
+    body += ["<h2>Quality on the test split</h2>", f"<p>{_md_inline(_CHOICE_NOTE)}</p>"]
     if bayes is not None:
         body.append(f"<p>Bayes-optimal AUC: {bayes:.4f}.</p>")
     body.append(_html_table(quality))
@@ -198,6 +159,12 @@ def write_report(
     )
     html_path = atomic_write_text(run_dir / "report.html", page)
     return md_path, html_path
+
+
+_CHOICE_NOTE = (
+    "`served as` names the variant of each student that is served: the one with the highest validation AUC "
+    "(`valid AUC`); the other columns are measured on the test split, which chooses nothing."
+)
 
 
 def _md_inline(text: str) -> str:
