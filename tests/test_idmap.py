@@ -112,6 +112,8 @@ def test_value_table_and_shared_memory() -> None:
     assert owned.lookup(ids(1))[0] == 77
     with pytest.raises(ValueError, match="out has shape"):
         m.with_table(out=big)
+    with pytest.raises(ValueError, match=r"IdMap table: expected int64\[7\]"):
+        IdMap(m.keys, big)
 
 
 def test_other_id_dtypes_are_compared_by_value() -> None:

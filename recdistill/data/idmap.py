@@ -10,14 +10,15 @@ The preprocessor uses the row as the embedding row; the GBDT featurizer as the i
 which picks a row of precomputed encodings. Hashed features (``hash_buckets``) are a different
 mechanism and stay in :mod:`recdistill.data.preprocess`.
 
-Two ways to read it, equal bit for bit (``tests/test_idmap.py``):
+Ways to read it, all equal bit for bit (``tests/test_idmap.py``):
 
-* :meth:`IdMap.lookup`: a direct table ``t [S]`` indexed by ``id + 1`` when the map holds one
-  (``t[0]`` missing, ``t[id + 1]`` the id's row, the last slot unseen), read through
+* :meth:`IdMap.lookup`, fast: a direct table ``t [S]`` indexed by ``id + 1`` when the map holds
+  one (``t[0]`` missing, ``t[id + 1]`` the id's row, the last slot unseen), read through
   :func:`table_index` (the clamp: as uint64, negative and huge ids, and ids near 2**63 that wrap
-  on ``+ 1``, are all above the last slot); a sorted search otherwise. Which ids get a table is
-  :func:`table_size`'s policy; callers that map many columns in one gather lay several tables
-  side by side (:meth:`IdMap.value_table`) and index them with :func:`table_index` themselves.
+  on ``+ 1``, are all above the last slot); a sorted search (``np.searchsorted``) otherwise.
+  Which ids get a table is :func:`table_size`'s policy. Callers that map many columns in one
+  gather lay several tables side by side (:meth:`IdMap.value_table`) and index them with
+  :func:`table_index` themselves (the preprocessor's row table, the GBDT's state tables).
 * :meth:`IdMap.lookup_reference`: a Python dict, one id at a time. Slow; tests only.
 
 Example::
@@ -55,16 +56,20 @@ def table_size(*maps: IdMap, max_slots_per_key: int | None = TABLE_SLOTS_PER_KEY
     (search instead) when a key is negative or >= ``TABLE_MAX_ID``, or when ``max_slots_per_key``
     is set and ``S > max(TABLE_MIN_SLOTS, max_slots_per_key * total keys)``. Empty maps: ``S = 2``.
     """
-    top, n = -1, 0
+    size, n = 2, 0
     for m in maps:
         if m.keys.size:
             if int(m.keys[0]) < 0 or int(m.keys[-1]) >= TABLE_MAX_ID:
                 return None
-            top, n = max(top, int(m.keys[-1])), n + m.keys.size
-    size = top + 3
+            size, n = max(size, _span(m.keys)), n + m.keys.size
     if max_slots_per_key is not None and size > max(TABLE_MIN_SLOTS, max_slots_per_key * n):
         return None
     return size
+
+
+def _span(keys: I64) -> int:
+    """Slots of a direct table indexed by ``id + 1`` for the sorted ``keys`` (-1, 0..max, unseen)."""
+    return int(keys[-1]) + 3 if keys.size else 2
 
 
 def table_index(x: I64, start: I64 | int, last: U64 | np.uint64) -> I64:
@@ -83,8 +88,8 @@ def table_index(x: I64, start: I64 | int, last: U64 | np.uint64) -> I64:
 class IdMap:
     """Sorted distinct INT64 ids ``keys [K]`` -> rows (see the module docstring).
 
-    ``table``: this map's own direct table of rows (:meth:`with_table`); without one,
-    :meth:`lookup` searches ``keys``.
+    ``table``: this map's own direct table of rows, as :meth:`with_table` builds it; without
+    one, :meth:`lookup` searches ``keys``.
     """
 
     __slots__ = ("_last", "_table", "keys")
@@ -94,6 +99,10 @@ class IdMap:
             raise ValueError(f"IdMap keys: expected int64[K], got {keys.dtype}{list(keys.shape)}")
         if keys.size > 1 and not bool((keys[1:] > keys[:-1]).all()):
             raise ValueError("IdMap keys: not sorted and distinct (a fitted vocabulary is both)")
+        if table is not None and table.shape != (_span(keys),):
+            raise ValueError(
+                f"IdMap table: expected int64[{_span(keys)}] for these keys, got {list(table.shape)}"
+            )
         self.keys = keys
         self._table = table
         self._last = np.uint64(0 if table is None else table.size - 1)
