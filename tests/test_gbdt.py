@@ -193,6 +193,12 @@ def test_featurizer_deterministic_and_save_load_round_trip(data: dict[str, Any],
     np.save(arr, np.zeros(3))
     with pytest.raises(ArtefactError, match="cat0_freq"):
         GbdtFeaturizer.load(tmp_path / "feat")
+    # ... and so are ids that are not sorted (every lookup assumes they are)
+    f1.save(tmp_path / "feat2")
+    keys = tmp_path / "feat2" / "arrays" / "cat0_keys.npy"
+    np.save(keys, np.load(keys)[::-1].copy())
+    with pytest.raises(ArtefactError, match="cat0_keys.npy: IdMap keys: not sorted"):
+        GbdtFeaturizer.load(tmp_path / "feat2")
 
 
 def test_unseen_missing_and_history_features() -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.data.batch import MISSING_ID, RawBatch, Targets
+from recdistill.data.idmap import IdMap
 from recdistill.errors import DataError
 from recdistill.students.gbdt import encoding as enc
 from recdistill.students.gbdt.features import GbdtFeaturizer
@@ -108,6 +109,22 @@ def test_transform_equals_reference(
             X[:, names.index("hist__same_cat")] > 0
         ).any()
         assert (X[:, names.index("hist__len")] == 0).any()
+
+
+def test_reference_with_dict_lookups_equals_fast_path(
+    split: tuple[RawBatch, Targets, np.ndarray], test_raw: RawBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference with every id looked up one at a time (``IdMap.lookup_reference``), which
+    shares no table or search with the fast path, gives the fast path's bits."""
+    raw, t, p = split
+    for r in (raw, _hashed(raw)):
+        feat, _ = _fit(r, t, p)
+        batches = [_perturb(test_raw, 4), _perturb(_hashed(test_raw), 6)]
+        fast = [feat.transform(b) for b in batches]
+        with monkeypatch.context() as mp:
+            mp.setattr(IdMap, "lookup", IdMap.lookup_reference)
+            for b, X in zip(batches, fast, strict=True):
+                assert feat._transform_reference(b, None).tobytes() == X.tobytes()
 
 
 def test_fit_transform_out_of_fold_matrix_equals_reference(

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from recdistill.data.batch import OOV_ROW, PAD_ROW, RawBatch
+from recdistill.data.idmap import IdMap
 from recdistill.data.preprocess import Preprocessor, iter_split, load_split
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.schema import Schema
@@ -106,6 +107,10 @@ def test_load_errors(tmp_path: Path, tiny_data: Path, tiny_schema: Schema) -> No
     np.save(tmp_path / "p" / "vocab" / "item_id.npy", np.zeros(3, dtype=np.int32))
     with pytest.raises(ArtefactError, match=r"item_id.npy: expected int64"):
         Preprocessor.load(tmp_path / "p")
+    pre.save(tmp_path / "q")
+    np.save(tmp_path / "q" / "vocab" / "item_id.npy", pre.vocabs["item_id"][::-1].copy())
+    with pytest.raises(ArtefactError, match=r"item_id.npy: ids are not sorted"):
+        Preprocessor.load(tmp_path / "q")
 
 
 def test_student_only_transform_skips_teacher_only_ids(tiny_data: Path, tiny_schema: Schema) -> None:
@@ -123,7 +128,8 @@ def test_lookup_table_and_sorted_search_agree(tiny_data: Path, tiny_schema: Sche
     pre = Preprocessor.fit(tiny_data / "train.parquet", tiny_schema)
     x = np.array([-1, 0, 1, 5, 29, 30, 10**9, 2**62], dtype=np.int64)
     fast = pre._lookup(tiny_schema.feature("item_id"), x)
-    pre._luts["item_id"] = None  # force the searchsorted path
-    slow = pre._lookup(tiny_schema.feature("item_id"), x)
+    assert pre.id_maps["item_id"].has_table
+    slow = IdMap(pre.vocabs["item_id"]).lookup(x)  # no table: the searchsorted path
     np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(fast, pre.id_maps["item_id"].lookup_reference(x))
     assert fast[0] == PAD_ROW and fast[-1] == OOV_ROW and fast[-2] == OOV_ROW

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from recdistill.data.batch import MISSING_ID, ModelBatch, RawBatch
+from recdistill.data.idmap import IdMap
 from recdistill.data.preprocess import Preprocessor
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.schema import Schema
@@ -118,11 +119,15 @@ def test_fast_equals_reference(pre: Preprocessor, raw: RawBatch, student_only: b
     assert_same(fast, pre._transform_reference(raw, student_only=student_only))
     # and the reference by sorted search only, which shares no table with the fast path
     searched = Preprocessor(pre.schema, pre.dense_stats, pre.vocabs, pre.hash_buckets)
-    searched._luts = dict.fromkeys(searched._luts)
+    searched.id_maps = {name: IdMap(m.keys) for name, m in searched.id_maps.items()}
     assert_same(fast, searched._transform_reference(raw, student_only=student_only))
+    # and with every vocabulary lookup done one id at a time (the IdMap's dict reference)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(IdMap, "lookup", IdMap.lookup_reference)
+        assert_same(fast, pre._transform_reference(raw, student_only=student_only))
     # the data really exercises every path: unseen, missing, padding, every lookup kind
-    kinds = {f.name: (f.name in pre.hash_buckets, pre._luts.get(pre.table_name(f.name)) is not None)
-             for f in SCHEMA.features if f.is_id}  # fmt: skip
+    maps = {f.name: pre.id_maps.get(pre.table_name(f.name)) for f in SCHEMA.features if f.is_id}
+    kinds = {name: (name in pre.hash_buckets, m is not None and m.has_table) for name, m in maps.items()}
     assert kinds["bucketed"] == (True, False) and kinds["shop"] == (False, False)
     assert kinds["item"] == (False, True) and kinds["hist"] == (False, True)
     assert (fast.ids[:, 0] == 0).any() and (fast.ids[:, 1] == 1).any() and (fast.multi[:, 0] == 1).any()

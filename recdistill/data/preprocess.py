@@ -12,10 +12,12 @@ Fit (streaming Polars over the training file):
 ``transform`` works on numpy raw tensors only (no Polars, no torch), which is what the Triton
 Python backend runs. At 128 rows a per-feature chain of small numpy calls costs more in call
 overhead than in work, so ``transform`` maps each whole id tensor with ONE gather from tables built
-at load time (:class:`_GatherPlan`); :meth:`Preprocessor._transform_reference` is the plain
-per-feature definition it must equal bit for bit (tests check it; it also produces the error
-messages for bad ids). Artefact layout (``preprocess/``): ``preprocessor.json`` +
-``vocab/<table>.npy``; the gather tables are derived from it, never saved.
+at load time (:class:`_GatherPlan`: the direct tables of every vocabulary's
+:class:`~recdistill.data.idmap.IdMap`, side by side); :meth:`Preprocessor._transform_reference`
+is the plain per-feature definition it must equal bit for bit (tests check it; it also produces
+the error messages for bad ids). Artefact layout (``preprocess/``): ``preprocessor.json`` +
+``vocab/<table>.npy`` (the sorted ids of each IdMap); the gather tables are derived from it,
+never saved.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recdistill.data.batch import MISSING_ID, OOV_ROW, PAD_ROW, ModelBatch, RawBatch, Targets
+from recdistill.data.batch import MISSING_ID, PAD_ROW, ModelBatch, RawBatch, Targets
+from recdistill.data.idmap import IdMap, table_index, table_size
 from recdistill.data.raw import id_series, max_multi_len, raw_batch_from_frame, targets_from_frame
 from recdistill.data.readers import Format, iter_frames, read_frame, scan
 from recdistill.data.schema import FeatureSpec, Schema
@@ -39,8 +42,10 @@ from recdistill.io_utils import atomic_path
 
 PREPROCESSOR_FILE = "preprocessor.json"
 ARTEFACT_VERSION = 1
-# vocabularies whose largest id is below this get a direct lookup table (int64, <= 32 MiB)
-_LUT_MAX_ID = 1 << 22
+# Every vocabulary whose ids are below idmap.TABLE_MAX_ID gets a direct table (int64, <= 32 MiB),
+# however sparse: no density bound, unlike the GBDT featurizer's (its tables exist per encoder and
+# per history feature). Both policies are kept as they were; the lookup is the same IdMap.
+_MAX_SLOTS_PER_KEY: int | None = None
 _MIX_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_MUL2 = np.uint64(0x94D049BB133111EB)
 
@@ -83,9 +88,9 @@ class Preprocessor:
         self._indicator_cols = [j for j, f in enumerate(dense) if dense_stats[f.name].has_missing]
         self._log1p_cols = np.flatnonzero(self._log1p)
         self._dense, self._categorical, self._multi = dense, schema.categorical, schema.multi
-        self._luts: dict[str, np.ndarray | None] = {}
+        self.id_maps: dict[str, IdMap] = {}  # table name -> its lookup (direct tables: views into _rows)
         self._segments: dict[str, tuple[int, int]] = {}  # vocabulary -> (start, last) in _rows
-        self._rows = self._build_row_table()  # also fills self._luts (views into the table)
+        self._rows = self._build_row_table()  # also fills id_maps and _segments
         self._plans = {
             (kind, student): self._plan(kind, student=student)
             for kind in ("categorical", "multi")
@@ -105,7 +110,7 @@ class Preprocessor:
         t = self.table_name(feature)
         if t in self.hash_buckets:
             return 2 + self.hash_buckets[t]
-        return 2 + int(self.vocabs[t].shape[0])
+        return self.id_maps[t].n_rows
 
     def dense_columns(self, *, student: bool = False) -> list[int]:
         """Indices into ``ModelBatch.dense`` of the (student-visible) values and indicators."""
@@ -172,11 +177,9 @@ class Preprocessor:
 
     def _gather(self, x: np.ndarray, plan: _GatherPlan) -> np.ndarray:
         """Embedding rows of a whole id tensor ``[B, C]`` / ``[B, C, L]`` in one gather:
-        ``rows[..., j, ...] = table[min(start_j + id, last_j)]`` (see :meth:`_build_row_table`)."""
-        pos = x + plan.start  # id -1 -> the segment's PAD_ROW slot; wraps for ids near 2**63
-        upos = pos.view(np.uint64)  # ... which, as uint64, are above `last` like every huge id
-        np.minimum(upos, plan.last, out=upos)
-        rows = self._rows[pos]
+        ``rows[..., j, ...] = table[min(start_j + id, last_j)]`` (see :meth:`_build_row_table`;
+        id -1 -> the segment's PAD_ROW slot, unseen and huge ids -> its OOV_ROW slot)."""
+        rows = self._rows[table_index(x, plan.start, plan.last)]
         for j, f in plan.fallback:
             rows[:, j] = self._lookup(f, x[:, j])
         return rows
@@ -203,24 +206,24 @@ class Preprocessor:
         return ModelBatch(dense=np.ascontiguousarray(dense, dtype=np.float32), ids=ids, multi=multi)
 
     def _build_row_table(self) -> np.ndarray:
-        """One INT64 table holding, per vocabulary with a direct lookup table, a segment
-        ``[PAD_ROW, lut[0], ..., lut[-1]]`` (``lut[-1]`` is OOV_ROW), after a first 1-slot
-        segment ``[PAD_ROW]`` for columns that are all padding. Fills ``self._luts`` with views
-        into it (``_lookup`` reads them), so the tables exist once in memory, and ``_segments``."""
-        luts = {name: _lookup_table(v) for name, v in self.vocabs.items()}
-        sizes = [1] + [lut.size + 1 for lut in luts.values() if lut is not None]
-        table = np.empty(int(sum(sizes)), dtype=np.int64)
+        """One INT64 table: a first 1-slot segment ``[PAD_ROW]`` for columns that are all padding,
+        then per vocabulary with a direct table its :class:`IdMap` table ``[PAD_ROW, row of id 0,
+        ..., row of the largest id, OOV_ROW]`` (indexed by id + 1). Fills ``self.id_maps`` with
+        maps whose own table is their segment (``_lookup`` reads them), so the tables exist once
+        in memory, and ``_segments``."""
+        maps = {name: IdMap(v) for name, v in self.vocabs.items()}
+        sizes = {name: table_size(m, max_slots_per_key=_MAX_SLOTS_PER_KEY) for name, m in maps.items()}
+        table = np.empty(1 + sum(s for s in sizes.values() if s is not None), dtype=np.int64)
         table[0] = PAD_ROW
         at = 1
-        for name, lut in luts.items():
-            if lut is None:
-                self._luts[name] = None
+        for name, m in maps.items():
+            size = sizes[name]
+            if size is None:
+                self.id_maps[name] = m  # sorted search
                 continue
-            table[at] = PAD_ROW
-            table[at + 1 : at + 1 + lut.size] = lut
-            self._luts[name] = table[at + 1 : at + 1 + lut.size]
-            self._segments[name] = (at + 1, at + lut.size)
-            at += lut.size + 1
+            self.id_maps[name] = m.with_table(out=table[at : at + size], max_slots_per_key=_MAX_SLOTS_PER_KEY)
+            self._segments[name] = (at + 1, at + size - 1)
+            at += size
         return table
 
     def _plan(self, kind: str, *, student: bool) -> _GatherPlan:
@@ -250,19 +253,9 @@ class Preprocessor:
                 f"feature {f.name!r}: {bad.size} negative ids (e.g. {int(bad[0])}); ids must be >= 0, -1 = missing"
             )
         table = f.vocab_from or f.name
-        if table in self.hash_buckets:
-            rows = 2 + (mix64(x) % np.uint64(self.hash_buckets[table])).astype(np.int64)
-        elif (lut := self._luts[table]) is not None:
-            # the last slot of the table is OOV; -1 and huge ids both land there via the uint view
-            rows = lut[np.minimum(x.view(np.uint64), np.uint64(lut.size - 1))]
-        else:
-            vocab = self.vocabs[table]
-            if vocab.size == 0:
-                rows = np.full(x.shape, OOV_ROW, dtype=np.int64)
-            else:
-                pos = np.searchsorted(vocab, x)
-                pos_c = np.minimum(pos, vocab.size - 1)
-                rows = np.where(vocab[pos_c] == x, pos_c + 2, OOV_ROW)
+        if table not in self.hash_buckets:
+            return self.id_maps[table].lookup(x)
+        rows = 2 + (mix64(x) % np.uint64(self.hash_buckets[table])).astype(np.int64)
         return np.where(x == MISSING_ID, PAD_ROW, rows).astype(np.int64, copy=False)
 
     # -- fit ------------------------------------------------------------------------------------
@@ -318,6 +311,10 @@ class Preprocessor:
                 raise ArtefactError(
                     f"{d}/vocab/{name}.npy: expected int64[{size}], got {v.dtype}{list(v.shape)}"
                 )
+            if size > 1 and not bool((v[1:] > v[:-1]).all()):
+                raise ArtefactError(
+                    f"{d}/vocab/{name}.npy: ids are not sorted and distinct; refit preprocessing"
+                )
             vocabs[name] = v
         stats = {k: DenseStats(**v) for k, v in meta["dense_stats"].items()}
         return cls(schema, stats, vocabs, {k: int(v) for k, v in meta["hash_buckets"].items()})
@@ -332,15 +329,6 @@ class _GatherPlan:
     start: np.ndarray  # int64
     last: np.ndarray  # uint64
     fallback: tuple[tuple[int, FeatureSpec], ...]
-
-
-def _lookup_table(vocab: np.ndarray) -> np.ndarray | None:
-    """``lut[id]`` = embedding row (OOV_ROW for ids not in the vocabulary), for small id ranges."""
-    if vocab.size == 0 or int(vocab[-1]) >= _LUT_MAX_ID or int(vocab[0]) < 0:
-        return None
-    lut = np.full(int(vocab[-1]) + 2, OOV_ROW, dtype=np.int64)
-    lut[vocab] = np.arange(2, vocab.size + 2, dtype=np.int64)
-    return lut
 
 
 def _check_shape(name: str, a: np.ndarray, expected: tuple[int, ...]) -> None:
@@ -382,9 +370,9 @@ def _fit_vocab(lf: pl.LazyFrame, feats: list[FeatureSpec], min_count: int, sourc
         parts.append(lf.select(col.alias("id")))
     ids = pl.concat(parts).collect()
     series = id_series(ids.get_column("id"), f"{source}: column {feats[0].name!r}").drop_nulls()
-    counts = pl.DataFrame({"id": series}).group_by("id").len()
-    kept = counts.filter(pl.col("len") >= min_count).get_column("id").sort()
-    return kept.to_numpy().astype(np.int64)
+    # null is "missing" here, and nulls are gone: count every value left (a literal -1 in a file
+    # `validate` never saw included, as before)
+    return IdMap.fit(series.to_numpy(), min_count=min_count, missing=None).keys
 
 
 def load_split(

@@ -1,4 +1,10 @@
-"""Numerical pieces of the GBDT featurizer: id lookup, folds and smoothed (out-of-fold) mean encodings.
+"""The GBDT featurizer's fitted encoders and the numerical pieces that fit them.
+
+Encoders (:class:`CategoricalEncoder`, :class:`MultiEncoder`, :class:`AttributeMap`) are what
+the featurizer artefact stores: per feature an :class:`~recdistill.data.idmap.IdMap` of training
+ids and per-key arrays (frequencies, mean encodings, attributes). The id lookup itself is the
+IdMap's (the one the preprocessing vocabularies use): an id's row there (0 missing, 1 unseen,
+k + 2 for key k) is its "state", which picks a row of precomputed values in :mod:`.tables`.
 
 A mean encoding maps an id to the smoothed mean of a per-row value (click or teacher probability)
 over the rows that carry it::
@@ -19,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recdistill.data.batch import MISSING_ID
+from recdistill.data.idmap import IdMap
 from recdistill.data.preprocess import mix64
 from recdistill.errors import DataError
 
@@ -26,53 +33,54 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
-# state of an id against sorted keys [K]: missing (-1), unseen (not a key), or k + 2 for keys[k]
-STATE_MISSING = 0
-STATE_UNSEEN = 1
-# direct lookup tables (index = id + 1): ids below LUT_MAX_ID, and no more slots than
-# max(LUT_MIN_SLOTS, LUT_SLOTS_PER_KEY * keys): a sparse id range is searched instead
-LUT_MAX_ID = 1 << 22
-LUT_MIN_SLOTS = 1 << 16
-LUT_SLOTS_PER_KEY = 32
+
+@dataclass(frozen=True)
+class MeanEncoding:
+    """Fitted encoding of one value over one id table: ``full [K]`` for inference, ``prior``."""
+
+    full: F64
+    prior: float
+
+    def apply(self, idx: I64, missing: B) -> F64:
+        """Encoded value per position: ``full[idx]``, the prior for unseen ids (idx -1), NaN if missing."""
+        out = np.where(idx >= 0, self.full[np.maximum(idx, 0)] if self.full.size else self.prior, self.prior)
+        return np.where(missing, np.nan, out)
 
 
-def lookup(keys: I64, x: I64) -> I64:
-    """Position of every id of ``x`` (any shape) in the sorted ``keys`` ``[K]``; -1 if absent or missing."""
-    if keys.size == 0:
-        return np.full(x.shape, -1, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(keys, x), keys.size - 1)
-    return np.where((keys[pos] == x) & (x != MISSING_ID), pos, -1).astype(np.int64)
+@dataclass(frozen=True)
+class CategoricalEncoder:
+    """One student categorical, read from ``raw.ids[:, column]``; ``id_map``: its training ids
+    (``K`` keys), ``freq [K]`` their share of the training rows."""
+
+    name: str
+    column: int
+    native: bool
+    id_map: IdMap
+    freq: F64
+    means: dict[str, MeanEncoding]  # "click" / "teacher" -> encoding over keys (empty when native)
 
 
-def id_states(keys: I64, x: I64) -> I64:
-    """State of every id of ``x`` (any shape) against the sorted ``keys`` ``[K]`` (by search)."""
-    idx = lookup(keys, x)
-    return np.where(x == MISSING_ID, STATE_MISSING, np.where(idx >= 0, idx + 2, STATE_UNSEEN))
+@dataclass(frozen=True)
+class AttributeMap:
+    """``attribute`` (a categorical at ``raw.ids[:, column]``) of each id of ``id_map``: ``values [K]``."""
+
+    attribute: str
+    column: int
+    id_map: IdMap
+    values: I64
 
 
-def lut_size(*keys: I64) -> int | None:
-    """Length of a direct table ``lut[min(id + 1, size - 1)]`` covering every id of ``keys``
-    (its last slot stands for all larger ids); None when an id is negative or >= LUT_MAX_ID, or
-    when the table would be sparse (see LUT_SLOTS_PER_KEY)."""
-    top, n = -1, 0
-    for k in keys:
-        if k.size:
-            if int(k.min()) < 0 or int(k.max()) >= LUT_MAX_ID:
-                return None
-            top, n = max(top, int(k.max())), n + k.size
-    size = top + 3
-    return size if size <= max(LUT_MIN_SLOTS, LUT_SLOTS_PER_KEY * n) else None
+@dataclass(frozen=True)
+class MultiEncoder:
+    """One student multi-valued feature, read from ``raw.multi[:, column, :max_len]``."""
 
-
-def id_table(
-    keys: I64, values: np.ndarray, *, missing: int, other: int, size: int, dtype: type = np.int64
-) -> np.ndarray:
-    """``lut [size]`` with ``lut[id + 1] = values[k]`` for ``id = keys[k]``, ``missing`` for id -1
-    (slot 0) and ``other`` for every other id; read it as ``lut[min(id + 1, size - 1)]``."""
-    lut: np.ndarray = np.full(size, other, dtype=dtype)
-    lut[0] = missing
-    lut[keys + 1] = values
-    return lut
+    name: str
+    column: int
+    max_len: int
+    id_map: IdMap
+    means: dict[str, MeanEncoding]
+    match: tuple[str, int] | None  # (categorical sharing the vocabulary, its raw.ids column)
+    attributes: tuple[AttributeMap, ...]
 
 
 _PW_BLOCK = 128  # numpy's PW_BLOCKSIZE
@@ -145,27 +153,6 @@ def assign_folds(groups: I64 | None, n_rows: int, n_folds: int) -> I64:
             raise DataError(f"groups: expected shape [{n_rows}], got {list(groups.shape)}")
         key = np.where(groups >= 0, groups, position + np.int64(1 << 40))
     return (mix64(key) % np.uint64(n_folds)).astype(np.int64)
-
-
-def fit_keys(ids: I64, min_count: int) -> tuple[I64, I64]:
-    """Sorted distinct non-missing ids seen at least ``min_count`` times, and their counts."""
-    present = ids[ids != MISSING_ID]
-    keys, counts = np.unique(present, return_counts=True)
-    keep = counts >= min_count
-    return keys[keep].astype(np.int64), counts[keep].astype(np.int64)
-
-
-@dataclass(frozen=True)
-class MeanEncoding:
-    """Fitted encoding of one value over one id table: ``full [K]`` for inference, ``prior``."""
-
-    full: F64
-    prior: float
-
-    def apply(self, idx: I64, missing: B) -> F64:
-        """Encoded value per position: ``full[idx]``, the prior for unseen ids (idx -1), NaN if missing."""
-        out = np.where(idx >= 0, self.full[np.maximum(idx, 0)] if self.full.size else self.prior, self.prior)
-        return np.where(missing, np.nan, out)
 
 
 def fit_mean_encoding(

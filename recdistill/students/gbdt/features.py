@@ -24,19 +24,23 @@ Mean encodings of training rows are out of fold (by request, see :mod:`.encoding
 :meth:`GbdtFeaturizer.fit_transform`, which returns the training matrix with those columns.
 Artefact: ``gbdt_featurizer.json`` + ``arrays/*.npy`` (:meth:`save` / :meth:`load`).
 
+Ids: every encoder looks ids up through one :class:`~recdistill.data.idmap.IdMap` (the
+preprocessing vocabularies' mechanism), fitted here on the featurizer's own rows (see
+:meth:`GbdtFeaturizer.fit_transform` for why these are not the preprocessing vocabularies).
+
 Speed: a served request has ~128 rows, where a chain of small numpy calls per feature costs more
-in call overhead than in work. ``transform`` therefore reads precomputed tables (:class:`_FastTables`,
-derived from the encoders whenever a featurizer is built or loaded, never saved): every column of
-a categorical depends only on the id's state (missing / unseen / key ``k``), so all categorical
-columns come from one gather. :meth:`GbdtFeaturizer._transform_reference` is the per-feature
-definition; the fast path equals it bit for bit (tests check it) and hands it the inputs it does
-not take (ids below -1, non-int64 ids), so errors are the reference's.
+in call overhead than in work. ``transform`` therefore reads precomputed tables
+(:class:`~recdistill.students.gbdt.tables.FeatureTables`, derived from the encoders whenever a
+featurizer is built or loaded, never saved): every column of a categorical depends only on the
+id's state (missing / unseen / key ``k``: its IdMap row), so all categorical columns come from
+one gather. :meth:`GbdtFeaturizer._transform_reference` is the per-feature definition (its
+lookups are the IdMaps' sorted search); the fast path equals it bit for bit (tests check it) and
+hands it the inputs it does not take (ids below -1, non-int64 ids), so errors are the reference's.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,52 +48,25 @@ import numpy as np
 
 from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.data.batch import F32, MISSING_ID, RawBatch
+from recdistill.data.idmap import IdMap
 from recdistill.data.raw import max_multi_len
 from recdistill.data.schema import Schema
 from recdistill.errors import ArtefactError, DataError
 from recdistill.io_utils import atomic_path
 from recdistill.students.gbdt import encoding as enc
-from recdistill.students.gbdt.encoding import F64, I64, MeanEncoding
-from recdistill.students.gbdt.tables import _FastTables
+from recdistill.students.gbdt.encoding import (
+    F64,
+    I64,
+    AttributeMap,
+    CategoricalEncoder,
+    MeanEncoding,
+    MultiEncoder,
+)
+from recdistill.students.gbdt.tables import FeatureTables
 
 FEATURIZER_FILE = "gbdt_featurizer.json"
 ARTEFACT_VERSION = 1
 TARGETS: tuple[str, ...] = ("click", "teacher")
-
-
-@dataclass(frozen=True)
-class CategoricalEncoder:
-    """One student categorical, read from ``raw.ids[:, column]``; ``keys`` sorted training ids."""
-
-    name: str
-    column: int
-    native: bool
-    keys: I64
-    freq: F64
-    means: dict[str, MeanEncoding]  # "click" / "teacher" -> encoding over keys (empty when native)
-
-
-@dataclass(frozen=True)
-class AttributeMap:
-    """``attribute`` (a categorical at ``raw.ids[:, column]``) of each id in ``keys``: ``values``."""
-
-    attribute: str
-    column: int
-    keys: I64
-    values: I64
-
-
-@dataclass(frozen=True)
-class MultiEncoder:
-    """One student multi-valued feature, read from ``raw.multi[:, column, :max_len]``."""
-
-    name: str
-    column: int
-    max_len: int
-    keys: I64
-    means: dict[str, MeanEncoding]
-    match: tuple[str, int] | None  # (categorical sharing the vocabulary, its raw.ids column)
-    attributes: tuple[AttributeMap, ...]
 
 
 class GbdtFeaturizer:
@@ -122,7 +99,13 @@ class GbdtFeaturizer:
         self._te_cols = {n: i for i, n in enumerate(names) if n in te}  # out-of-fold overrides
         width = max((m.max_len for m in multi), default=0)  # the widest history read
         self._widths = (len(schema.dense), len(schema.categorical), len(schema.multi), width)
-        self._fast = _FastTables(self)
+        self._fast = FeatureTables(
+            n_id_columns=len(schema.categorical),
+            dense=dense,
+            categorical=categorical,
+            multi=multi,
+            n_features=self.n_features,
+        )
 
     @property
     def n_features(self) -> int:
@@ -155,22 +138,7 @@ class GbdtFeaturizer:
         self._check_shapes(raw)
         if not raw.ids_well_formed():
             return self._transform_reference(raw, oof)
-        n = len(raw)
-        fast = self._fast
-        out = np.empty((n, self.n_features), dtype=np.float32)
-        if self.dense:  # the reference stacks with float64 columns: the same round trip
-            v = raw.dense[:, fast.dense_cols]
-            out[:, : len(self.dense)] = v.astype(np.float64) if fast.dense_via_f64 else v
-        if fast.src.size:
-            pos = raw.ids + fast.start  # [B, C]; id -1 -> slot 0 of the column's segment
-            upos = pos.view(np.uint64)  # ids past the table (and wrapped ones near 2**63) -> last
-            np.minimum(upos, fast.last, out=upos)
-            vals = np.take(fast.values, fast.states[pos], axis=0)  # [B, C, W]
-            out[:, fast.dest] = np.take(vals.reshape(n, fast.width * raw.ids.shape[1]), fast.src, axis=1)
-        for block, cols, keys, column in fast.cat_fallback:
-            out[:, cols] = block[enc.id_states(keys, raw.ids[:, column])]
-        for m in fast.multi:
-            m.fill(out, raw)
+        out = self._fast.transform(raw)
         for key, values in (oof or {}).items():
             if key in self._te_cols:
                 out[:, self._te_cols[key]] = values
@@ -184,7 +152,7 @@ class GbdtFeaturizer:
         for c in self.categorical:
             ids = raw.ids[:, c.column]
             enc.check_ids(c.name, ids)
-            idx = enc.lookup(c.keys, ids)
+            idx = c.id_map.positions(ids)
             missing = ids == MISSING_ID
             cols.append(np.where(missing, np.nan, np.where(idx >= 0, c.freq[np.maximum(idx, 0)], 0.0)))
             if c.native:
@@ -198,7 +166,7 @@ class GbdtFeaturizer:
             present = members != MISSING_ID
             length = present.sum(axis=1)
             cols.append(length.astype(np.float64))
-            idx = enc.lookup(mf.keys, members)
+            idx = mf.id_map.positions(members)
             for t, m in mf.means.items():
                 key = f"{mf.name}__te_{t}"
                 if oof is not None and key in oof:
@@ -212,7 +180,7 @@ class GbdtFeaturizer:
                 hit = present & (members == cand[:, None]) & (cand[:, None] != MISSING_ID)
                 cols.append(hit.sum(axis=1).astype(np.float64))
             for amap in mf.attributes:
-                pos = enc.lookup(amap.keys, members)
+                pos = amap.id_map.positions(members)
                 attr = np.where(pos >= 0, amap.values[np.maximum(pos, 0)], MISSING_ID - 1)
                 row_attr = raw.ids[:, amap.column]
                 same = (attr == row_attr[:, None]) & (row_attr[:, None] != MISSING_ID)
@@ -237,6 +205,13 @@ class GbdtFeaturizer:
 
         ``labels [N]`` 0/1 or NaN (unlabelled transfer rows), ``teacher_probs [N]`` or None (hard
         baseline: no teacher encodings), ``groups [N]`` request ids deciding the folds (or None).
+
+        Each encoder's ids are an :class:`IdMap` fitted here, the preprocessing vocabularies'
+        mechanism but not their data, on purpose: fitted on the rows the trees train on (with the
+        distilled run's transfer rows), per feature (a history's ids are its own members, not the
+        shared ``vocab_from`` table), with the student's ``min_id_count`` rather than the schema's
+        ``min_count``, on raw ids (``hash_buckets`` features too), and with each id's count (the
+        ``__freq`` column). Reusing the preprocessing vocabularies would change the features.
         """
         n = len(raw)
         targets: dict[str, F64] = {"click": labels.astype(np.float64)}
@@ -256,34 +231,34 @@ class GbdtFeaturizer:
             j = cat_col[f.name]
             ids = raw.ids[:, j]
             enc.check_ids(f.name, ids)
-            keys, counts = enc.fit_keys(ids, cfg.min_id_count)
-            native = keys.size <= cfg.max_cat_levels
+            id_map, counts = IdMap.fit_counts(ids, min_count=cfg.min_id_count)
+            native = len(id_map) <= cfg.max_cat_levels
             means: dict[str, MeanEncoding] = {}
             if not native:
                 rows = ids != MISSING_ID
-                idx = enc.lookup(keys, ids[rows])
+                idx = id_map.positions(ids[rows])
                 for t, values in targets.items():
                     m, o = enc.fit_mean_encoding(
-                        idx, values[rows], fold[rows], keys.size, cfg.oof_folds, cfg.smoothing
+                        idx, values[rows], fold[rows], len(id_map), cfg.oof_folds, cfg.smoothing
                     )
                     means[t] = m
                     oof[f"{f.name}__te_{t}"] = _scatter(o, rows)
             freq = counts / max(n, 1)
-            categorical.append(CategoricalEncoder(f.name, j, native, keys, freq.astype(np.float64), means))
+            categorical.append(CategoricalEncoder(f.name, j, native, id_map, freq.astype(np.float64), means))
         multi = []
         for j, f in enumerate(schema.multi):
             if f.teacher_only:
                 continue
             members = raw.multi[:, j, : f.max_len]
             enc.check_ids(f.name, members)
-            keys, _ = enc.fit_keys(members.ravel(), cfg.min_id_count)
+            id_map = IdMap.fit(members, min_count=cfg.min_id_count)
             row, slot = np.nonzero(members != MISSING_ID)
-            idx = enc.lookup(keys, members[row, slot])
+            idx = id_map.positions(members[row, slot])
             length = np.bincount(row, minlength=n)
             means = {}
             for t, values in targets.items():
                 m, o = enc.fit_mean_encoding(
-                    idx, values[row], fold[row], keys.size, cfg.oof_folds, cfg.smoothing
+                    idx, values[row], fold[row], len(id_map), cfg.oof_folds, cfg.smoothing
                 )
                 means[t] = m
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -296,7 +271,7 @@ class GbdtFeaturizer:
                 x = raw.ids[:, cat_col[f.vocab_from]]
                 match = (f.vocab_from, cat_col[f.vocab_from])
                 attributes = _attribute_maps(schema, raw, f.vocab_from, x, student_cats, cfg)
-            multi.append(MultiEncoder(f.name, j, f.max_len, keys, means, match, attributes))
+            multi.append(MultiEncoder(f.name, j, f.max_len, id_map, means, match, attributes))
         feat = cls(schema, dense, tuple(categorical), tuple(multi))
         return feat, feat._transform(raw, oof)
 
@@ -318,7 +293,7 @@ class GbdtFeaturizer:
                 "name": c.name,
                 "column": c.column,
                 "native": c.native,
-                "keys": put(f"cat{i}_keys", c.keys),
+                "keys": put(f"cat{i}_keys", c.id_map.keys),
                 "freq": put(f"cat{i}_freq", c.freq),
                 "means": means_meta(f"cat{i}", c.means),
             }
@@ -329,14 +304,14 @@ class GbdtFeaturizer:
                 "name": m.name,
                 "column": m.column,
                 "max_len": m.max_len,
-                "keys": put(f"multi{i}_keys", m.keys),
+                "keys": put(f"multi{i}_keys", m.id_map.keys),
                 "means": means_meta(f"multi{i}", m.means),
                 "match": list(m.match) if m.match else None,
                 "attributes": [
                     {
                         "attribute": a.attribute,
                         "column": a.column,
-                        "keys": put(f"multi{i}_attr{k}_keys", a.keys),
+                        "keys": put(f"multi{i}_attr{k}_keys", a.id_map.keys),
                         "values": put(f"multi{i}_attr{k}_values", a.values),
                     }
                     for k, a in enumerate(m.attributes)
@@ -383,13 +358,19 @@ class GbdtFeaturizer:
                 )
             return a
 
+        def id_map(name: str) -> IdMap:
+            try:
+                return IdMap(arr(name))
+            except ValueError as e:
+                raise ArtefactError(f"{d}/arrays/{name}.npy: {e}; the artefact is inconsistent") from e
+
         def means(raw: dict[str, Any]) -> dict[str, MeanEncoding]:
             return {t: MeanEncoding(arr(v["full"]), float(v["prior"])) for t, v in raw.items()}
 
         schema = Schema.from_dict(meta["schema"], source=str(path))
         cats = tuple(
             CategoricalEncoder(
-                c["name"], c["column"], c["native"], arr(c["keys"]), arr(c["freq"]), means(c["means"])
+                c["name"], c["column"], c["native"], id_map(c["keys"]), arr(c["freq"]), means(c["means"])
             )
             for c in meta["categorical"]
         )
@@ -398,11 +379,11 @@ class GbdtFeaturizer:
                 m["name"],
                 m["column"],
                 m["max_len"],
-                arr(m["keys"]),
+                id_map(m["keys"]),
                 means(m["means"]),
                 (m["match"][0], int(m["match"][1])) if m["match"] else None,
                 tuple(
-                    AttributeMap(a["attribute"], a["column"], arr(a["keys"]), arr(a["values"]))
+                    AttributeMap(a["attribute"], a["column"], id_map(a["keys"]), arr(a["values"]))
                     for a in m["attributes"]
                 ),
             )
@@ -433,5 +414,5 @@ def _attribute_maps(
             continue
         found = enc.functional_map(x, raw.ids[:, j], min_purity=cfg.history_match_purity)
         if found is not None:
-            maps.append(AttributeMap(g.name, j, found[0], found[1]))
+            maps.append(AttributeMap(g.name, j, IdMap(found[0]), found[1]))
     return tuple(maps)
