@@ -23,6 +23,7 @@ from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.config.loader import from_mapping
 from recdistill.data.batch import RawBatch, Targets
 from recdistill.data.contract import InputContract
+from recdistill.data.folds import assign_folds
 from recdistill.data.preprocess import Preprocessor
 from recdistill.data.schema import Schema
 from recdistill.errors import ArtefactError, ConfigError, DataError
@@ -31,7 +32,7 @@ from recdistill.export.gbdt_version import EXPORT_FILE, write_gbdt_version
 from recdistill.metrics import auc
 from recdistill.predictors.gbdt import GBDT_COMPILED, GBDT_LIGHTGBM, LIB_FILE
 from recdistill.predictors.registry import load_predictor
-from recdistill.students.gbdt.encoding import assign_folds, fit_mean_encoding, functional_map
+from recdistill.students.gbdt.encoding import fit_mean_encoding, functional_map
 from recdistill.students.gbdt.features import GbdtFeaturizer
 from recdistill.students.gbdt.train import FEATURIZER_DIR, MODEL_FILE, TransferRows, train_gbdt
 

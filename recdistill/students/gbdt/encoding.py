@@ -26,7 +26,6 @@ import numpy.typing as npt
 
 from recdistill.data.batch import MISSING_ID
 from recdistill.data.idmap import IdMap
-from recdistill.data.preprocess import mix64
 from recdistill.errors import DataError
 
 F64 = npt.NDArray[np.float64]
@@ -137,22 +136,6 @@ def check_ids(name: str, x: I64) -> None:
         raise DataError(
             f"feature {name!r}: {bad.size} negative ids (e.g. {int(bad[0])}); ids must be >= 0, -1 = missing"
         )
-
-
-def assign_folds(groups: I64 | None, n_rows: int, n_folds: int) -> I64:
-    """Fold ``[N]`` of each row: a fixed hash of its group (request) id, else of its row position.
-
-    Rows with group -1 (no request column) are assigned by position, which still keeps a row out
-    of its own encoding.
-    """
-    position = np.arange(n_rows, dtype=np.int64)
-    if groups is None:
-        key = position
-    else:
-        if groups.shape != (n_rows,):
-            raise DataError(f"groups: expected shape [{n_rows}], got {list(groups.shape)}")
-        key = np.where(groups >= 0, groups, position + np.int64(1 << 40))
-    return (mix64(key) % np.uint64(n_folds)).astype(np.int64)
 
 
 def fit_mean_encoding(

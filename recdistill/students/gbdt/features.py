@@ -48,6 +48,7 @@ import numpy as np
 
 from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.data.batch import F32, MISSING_ID, RawBatch
+from recdistill.data.folds import assign_folds
 from recdistill.data.idmap import IdMap
 from recdistill.data.raw import max_multi_len
 from recdistill.data.schema import Schema
@@ -221,7 +222,7 @@ class GbdtFeaturizer:
             if teacher_probs.shape != (n,):
                 raise DataError(f"teacher_probs: expected shape [{n}], got {list(teacher_probs.shape)}")
             targets["teacher"] = teacher_probs.astype(np.float64)
-        fold = enc.assign_folds(groups, n, cfg.oof_folds)
+        fold = assign_folds(groups, n, cfg.oof_folds)
         oof: dict[str, F64] = {}
         dense = tuple((f.name, j) for j, f in enumerate(schema.dense) if not f.teacher_only)
         cat_col = {f.name: j for j, f in enumerate(schema.categorical)}
