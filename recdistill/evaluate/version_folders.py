@@ -30,8 +30,9 @@ from recdistill.metrics import ranking_metrics
 
 
 def model_bytes(version_dir: Path) -> int:
-    """Bytes of the model artefacts in a version folder (the preprocessing copy excluded)."""
-    skip = {"preprocess", "predictor.json", "model.py"}
+    """Bytes of the model artefacts in a version folder (the preprocessing copy, the backend glue and
+    the export record excluded: they are not the model)."""
+    skip = {"preprocess", "predictor.json", "model.py", "gbdt_export.json"}  # copies, glue and records
     total = 0
     for p in version_dir.rglob("*"):
         rel = p.relative_to(version_dir).parts
