@@ -1,0 +1,124 @@
+"""Record one finished ``recdistill run`` on MovieLens as a JSON line, and render the table.
+
+    python docs/experiments/real_data/record.py record --run-dir runs/movielens --name same_default \
+        --config configs/movielens.yaml [--overrides '{"teacher.epochs": 10}'] [--note TEXT]
+    python docs/experiments/real_data/record.py table
+
+A record holds: the test metrics of every model in ``evaluation.json``, the teacher's per-epoch
+history (``teacher/teacher.json``), the saved teacher's logloss/AUC on train, valid and test
+computed from its soft labels (so "train loss at the best epoch" is the loss of the kept model on
+the whole training split, not the running mean during the epoch), and each stage's seconds.
+Records go to ``docs/experiments/real_data/results.jsonl`` (one run per line, appended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recdistill.data.schema import Schema
+from recdistill.metrics.classification import auc
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.jsonl"
+MODELS = ("teacher", "mlp_distilled", "mlp_hard", "gbdt_distilled", "gbdt_hard")
+
+
+def _logloss(y: np.ndarray, z: np.ndarray) -> float:
+    return float(np.mean(np.logaddexp(0.0, -z) * y + np.logaddexp(0.0, z) * (1 - y)))
+
+
+def teacher_split_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
+    """The saved teacher's logloss and AUC on each split, from ``soft_labels/<split>.parquet``."""
+    schema = Schema.load(run_dir / "data")
+    out: dict[str, dict[str, float]] = {}
+    for split in ("train", "valid", "test"):
+        soft = run_dir / "soft_labels" / f"{split}.parquet"
+        if not soft.exists():
+            continue
+        data = pl.read_parquet(run_dir / "data" / f"{split}.parquet", columns=[schema.row_key, schema.label])
+        joined = data.join(pl.read_parquet(soft), on=schema.row_key, how="inner")
+        y = joined.get_column(schema.label).cast(pl.Float64).to_numpy()
+        z = joined.get_column("teacher_logit").cast(pl.Float64).to_numpy()
+        out[split] = {"logloss": _logloss(y, z), "auc": auc(y, z), "rows": float(len(y))}
+    return out
+
+
+def build_record(
+    run_dir: Path, name: str, config: str, overrides: dict[str, Any], note: str
+) -> dict[str, Any]:
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    teacher = json.loads((run_dir / "teacher" / "teacher.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    models = {
+        m: {k: v.get(k) for k in ("auc", "logloss", "gauc", "ndcg@10", "ece")}
+        for m, v in evaluation["models"].items()
+    }
+    return {
+        "name": name,
+        "config": config,
+        "overrides": overrides,
+        "run_dir": str(run_dir),
+        "test": models,
+        "teacher_history": teacher["history"],
+        "teacher_best_epoch": teacher["best_epoch"],
+        "teacher_params": teacher["params"]["total"],
+        "teacher_splits": teacher_split_metrics(run_dir),
+        "seconds": {s: v.get("seconds") for s, v in manifest["stages"].items()},
+        "note": note,
+    }
+
+
+def render_table(records: list[dict[str, Any]]) -> str:
+    head = (
+        "| run | overrides | teacher best/run epochs (valid AUC by epoch) | teacher train / valid logloss | "
+        + " | ".join(f"{m} AUC / logloss / GAUC" for m in MODELS)
+    )
+    lines = [head + " | seconds (teacher, total) |", "|" + "---|" * (4 + len(MODELS) + 1)]
+    for r in records:
+        hist = " ".join(f"{h['valid_auc']:.4f}" for h in r["teacher_history"])
+        ts = r["teacher_splits"]
+        tl = f"{ts['train']['logloss']:.4f} / {ts['valid']['logloss']:.4f}" if "train" in ts else "-"
+        cells = []
+        for m in MODELS:
+            t = r["test"].get(m)
+            cells.append("-" if t is None else f"{t['auc']:.4f} / {t['logloss']:.4f} / {t['gauc']:.4f}")
+        secs = r["seconds"]
+        total = sum(v for v in secs.values() if v)
+        lines.append(
+            f"| {r['name']} | {json.dumps(r['overrides']) if r['overrides'] else '-'} | "
+            f"{r['teacher_best_epoch']}/{len(r['teacher_history'])} ({hist}) | {tl} | "
+            + " | ".join(cells)
+            + f" | {secs.get('train-teacher', 0):.0f}, {total:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    rec = sub.add_parser("record")
+    rec.add_argument("--run-dir", required=True, type=Path)
+    rec.add_argument("--name", required=True)
+    rec.add_argument("--config", required=True)
+    rec.add_argument("--overrides", default="{}")
+    rec.add_argument("--note", default="")
+    sub.add_parser("table")
+    args = ap.parse_args()
+    if args.cmd == "record":
+        r = build_record(args.run_dir, args.name, args.config, json.loads(args.overrides), args.note)
+        with RESULTS.open("a") as f:
+            f.write(json.dumps(r) + "\n")
+        print(render_table([r]))
+    else:
+        records = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+        print(render_table(records))
+
+
+if __name__ == "__main__":
+    main()
