@@ -49,6 +49,25 @@ def teacher_split_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def student_valid_metrics(manifest: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Validation AUC/logloss of each student at its kept epoch/iteration (from the stage metrics)."""
+    out: dict[str, dict[str, float]] = {}
+    stages = manifest["stages"]
+    for name, m in stages.get("distill-mlp", {}).get("metrics", {}).items():
+        out[name] = {
+            "auc": m["valid"]["auc"],
+            "logloss": m["valid"]["logloss"],
+            "best_epoch": m["best_epoch"],
+        }
+    for name, m in stages.get("distill-gbdt", {}).get("metrics", {}).items():
+        out[name] = {
+            "auc": m["valid_auc"],
+            "logloss": m["valid_logloss"],
+            "best_iteration": m["best_iteration"],
+        }
+    return out
+
+
 def build_record(
     run_dir: Path, name: str, config: str, overrides: dict[str, Any], note: str
 ) -> dict[str, Any]:
@@ -69,6 +88,7 @@ def build_record(
         "teacher_best_epoch": teacher["best_epoch"],
         "teacher_params": teacher["params"]["total"],
         "teacher_splits": teacher_split_metrics(run_dir),
+        "valid_students": student_valid_metrics(manifest),
         "seconds": {s: v.get("seconds") for s, v in manifest["stages"].items()},
         "note": note,
     }
