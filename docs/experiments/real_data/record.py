@@ -2,7 +2,8 @@
 
     python docs/experiments/real_data/record.py record --run-dir runs/movielens --name same_default \
         --config configs/movielens.yaml [--overrides '{"teacher.epochs": 10}'] [--note TEXT]
-    python docs/experiments/real_data/record.py table
+    python docs/experiments/real_data/record.py table [--valid]
+    python docs/experiments/real_data/record.py rerecord   # rebuild every record from its run directory
 
 A record holds: the test metrics of every model in ``evaluation.json``, the teacher's per-epoch
 history (``teacher/teacher.json``), the saved teacher's logloss/AUC on train, valid and test
@@ -119,6 +120,21 @@ def render_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def render_valid_table(records: list[dict[str, Any]]) -> str:
+    """Validation AUC / logloss of every model (teacher: its saved model; students: kept epoch)."""
+    lines = [
+        "| run | " + " | ".join(f"{m} valid AUC / logloss" for m in MODELS) + " |",
+        "|" + "---|" * (1 + len(MODELS)),
+    ]
+    for r in records:
+        cells = []
+        for m in MODELS:
+            v = r["teacher_splits"].get("valid") if m == "teacher" else r.get("valid_students", {}).get(m)
+            cells.append("-" if v is None else f"{v['auc']:.4f} / {v['logloss']:.4f}")
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -128,16 +144,24 @@ def main() -> None:
     rec.add_argument("--config", required=True)
     rec.add_argument("--overrides", default="{}")
     rec.add_argument("--note", default="")
-    sub.add_parser("table")
+    sub.add_parser("rerecord", help="rebuild every record of results.jsonl from its run directory")
+    tab = sub.add_parser("table")
+    tab.add_argument("--valid", action="store_true", help="validation metrics instead of test")
     args = ap.parse_args()
     if args.cmd == "record":
         r = build_record(args.run_dir, args.name, args.config, json.loads(args.overrides), args.note)
         with RESULTS.open("a") as f:
             f.write(json.dumps(r) + "\n")
         print(render_table([r]))
+    elif args.cmd == "rerecord":
+        old = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+        new = [
+            build_record(Path(r["run_dir"]), r["name"], r["config"], r["overrides"], r["note"]) for r in old
+        ]
+        RESULTS.write_text("".join(json.dumps(r) + "\n" for r in new))
     else:
         records = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
-        print(render_table(records))
+        print(render_valid_table(records) if args.valid else render_table(records))
 
 
 if __name__ == "__main__":
