@@ -2,7 +2,7 @@
 
     python docs/experiments/real_data/record.py record --run-dir runs/movielens --name same_default \
         --config configs/movielens.yaml [--overrides '{"teacher.epochs": 10}'] [--note TEXT]
-    python docs/experiments/real_data/record.py table [--valid]
+    python docs/experiments/real_data/record.py table [--valid | --seeds]
     python docs/experiments/real_data/record.py rerecord   # rebuild every record from its run directory
 
 A record holds: the test metrics of every model in ``evaluation.json``, the teacher's per-epoch
@@ -135,6 +135,50 @@ def render_valid_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# three student seeds (0, 1, 2) on one teacher and one set of soft labels; "a0.3" = distill.alpha 0.3
+# (the MLP's hard-label weight; the GBDT students have their own gbdt.alpha and do not change)
+SEED_GROUPS: dict[str, tuple[list[str], tuple[str, ...]]] = {
+    "same, in-sample": (["same_default", "same_insample_s1", "same_insample_s2"], MODELS[1:]),
+    "same, OOF": (["same_oof", "same_oof_s1", "same_oof_s2"], MODELS[1:]),
+    "same, in-sample, a0.3": (
+        ["same_insample_a03_s0", "same_insample_a03_s1", "same_insample_a03_s2"],
+        MODELS[1:2],
+    ),
+    "same, OOF, a0.3": (["same_oof_a03_s0", "same_oof_a03_s1", "same_oof_a03_s2"], MODELS[1:2]),
+    "priv, in-sample": (["priv_default", "priv_insample_s1", "priv_insample_s2"], MODELS[1:]),
+    "priv, OOF": (["priv_oof", "priv_oof_s1", "priv_oof_s2"], MODELS[1:]),
+    "priv, in-sample, a0.3": (
+        ["priv_insample_a03_s0", "priv_insample_a03_s1", "priv_insample_a03_s2"],
+        MODELS[1:2],
+    ),
+    "priv, OOF, a0.3": (["priv_oof_a03_s0", "priv_oof_a03_s1", "priv_oof_a03_s2"], MODELS[1:2]),
+}
+
+
+def render_seed_summary(records: list[dict[str, Any]]) -> str:
+    by_name = {r["name"]: r for r in records}
+
+    def f(x: list[float]) -> str:
+        return f"{np.mean(x):.4f} ({min(x):.4f}-{max(x):.4f})"
+
+    lines = [
+        "| soft labels (3 student seeds) | model | valid AUC mean (min-max) | test AUC mean (min-max) "
+        "| test logloss mean | test GAUC mean (min-max) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for group, (names, models) in SEED_GROUPS.items():
+        rs = [by_name[n] for n in names if n in by_name]
+        if len(rs) < len(names):
+            continue
+        for m in models:
+            va = [r["valid_students"][m]["auc"] for r in rs]
+            ta = [r["test"][m]["auc"] for r in rs]
+            tl = [r["test"][m]["logloss"] for r in rs]
+            tg = [r["test"][m]["gauc"] for r in rs]
+            lines.append(f"| {group} | {m} | {f(va)} | {f(ta)} | {np.mean(tl):.4f} | {f(tg)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -147,6 +191,7 @@ def main() -> None:
     sub.add_parser("rerecord", help="rebuild every record of results.jsonl from its run directory")
     tab = sub.add_parser("table")
     tab.add_argument("--valid", action="store_true", help="validation metrics instead of test")
+    tab.add_argument("--seeds", action="store_true", help="means over the student-seed groups")
     args = ap.parse_args()
     if args.cmd == "record":
         r = build_record(args.run_dir, args.name, args.config, json.loads(args.overrides), args.note)
@@ -161,7 +206,10 @@ def main() -> None:
         RESULTS.write_text("".join(json.dumps(r) + "\n" for r in new))
     else:
         records = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
-        print(render_valid_table(records) if args.valid else render_table(records))
+        if args.seeds:
+            print(render_seed_summary(records))
+        else:
+            print(render_valid_table(records) if args.valid else render_table(records))
 
 
 if __name__ == "__main__":
