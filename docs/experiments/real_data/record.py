@@ -50,6 +50,33 @@ def teacher_split_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def served_split_metrics(run_dir: Path, split: str, *, chunk: int = 2048) -> dict[str, dict[str, float]]:
+    """AUC, logloss and per-user GAUC of every served artefact of the run on ``split`` (in process,
+    the same predictors the evaluate stage loads)."""
+    from recdistill.data.raw import raw_batch_from_frame, targets_from_frame
+    from recdistill.metrics.classification import gauc, logloss
+    from recdistill.serving.predictors import load_predictor
+
+    schema = Schema.load(run_dir / "data")
+    df = pl.read_parquet(run_dir / "data" / f"{split}.parquet")
+    targets = targets_from_frame(df, schema)
+    dirs = {"teacher": run_dir / "teacher" / "serving"}
+    dirs.update({m: run_dir / "students" / m / "serving" for m in MODELS[1:]})
+    out: dict[str, dict[str, float]] = {}
+    for name, d in dirs.items():
+        if not d.is_dir():
+            continue
+        predictor = load_predictor(d)
+        probs = [
+            predictor.predict(raw_batch_from_frame(df.slice(i, chunk), schema))
+            for i in range(0, df.height, chunk)
+        ]
+        p = np.concatenate(probs).astype(np.float64)
+        y = targets.label.astype(np.float64)
+        out[name] = {"auc": auc(y, p), "logloss": logloss(y, p), "gauc": gauc(y, p, targets.user_id)}
+    return out
+
+
 def student_valid_metrics(manifest: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Validation AUC/logloss of each student at its kept epoch/iteration (from the stage metrics)."""
     out: dict[str, dict[str, float]] = {}
@@ -90,6 +117,7 @@ def build_record(
         "teacher_params": teacher["params"]["total"],
         "teacher_splits": teacher_split_metrics(run_dir),
         "valid_students": student_valid_metrics(manifest),
+        "valid_served": served_split_metrics(run_dir, "valid"),
         "seconds": {s: v.get("seconds") for s, v in manifest["stages"].items()},
         "note": note,
     }
@@ -123,14 +151,14 @@ def render_table(records: list[dict[str, Any]]) -> str:
 def render_valid_table(records: list[dict[str, Any]]) -> str:
     """Validation AUC / logloss of every model (teacher: its saved model; students: kept epoch)."""
     lines = [
-        "| run | " + " | ".join(f"{m} valid AUC / logloss" for m in MODELS) + " |",
+        "| run | " + " | ".join(f"{m} valid AUC / logloss / GAUC" for m in MODELS) + " |",
         "|" + "---|" * (1 + len(MODELS)),
     ]
     for r in records:
         cells = []
         for m in MODELS:
-            v = r["teacher_splits"].get("valid") if m == "teacher" else r.get("valid_students", {}).get(m)
-            cells.append("-" if v is None else f"{v['auc']:.4f} / {v['logloss']:.4f}")
+            v = r.get("valid_served", {}).get(m)
+            cells.append("-" if v is None else f"{v['auc']:.4f} / {v['logloss']:.4f} / {v['gauc']:.4f}")
         lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -162,9 +190,9 @@ def render_seed_summary(records: list[dict[str, Any]]) -> str:
         return f"{np.mean(x):.4f} ({min(x):.4f}-{max(x):.4f})"
 
     lines = [
-        "| soft labels (3 student seeds) | model | valid AUC mean (min-max) | test AUC mean (min-max) "
-        "| test logloss mean | test GAUC mean (min-max) |",
-        "|---|---|---|---|---|---|",
+        "| soft labels (3 student seeds) | model | valid AUC mean (min-max) | valid GAUC mean (min-max) "
+        "| test AUC mean (min-max) | test logloss mean | test GAUC mean (min-max) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for group, (names, models) in SEED_GROUPS.items():
         rs = [by_name[n] for n in names if n in by_name]
@@ -175,7 +203,8 @@ def render_seed_summary(records: list[dict[str, Any]]) -> str:
             ta = [r["test"][m]["auc"] for r in rs]
             tl = [r["test"][m]["logloss"] for r in rs]
             tg = [r["test"][m]["gauc"] for r in rs]
-            lines.append(f"| {group} | {m} | {f(va)} | {f(ta)} | {np.mean(tl):.4f} | {f(tg)} |")
+            vg = [r["valid_served"][m]["gauc"] for r in rs]
+            lines.append(f"| {group} | {m} | {f(va)} | {f(vg)} | {f(ta)} | {np.mean(tl):.4f} | {f(tg)} |")
     return "\n".join(lines)
 
 
