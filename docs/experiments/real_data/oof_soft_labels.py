@@ -1,12 +1,12 @@
 """Prototype: cross-fitted (out-of-fold) teacher soft labels for the training split.
 
     python docs/experiments/real_data/oof_soft_labels.py --base runs/movielens \
-        --config configs/movielens.yaml --out runs/real_data/same_oof [--folds 5]
+        --config configs/movielens.yaml --out runs/real_data/same_oof [--folds 5] [--by user|row]
     recdistill run --config runs/real_data/same_oof/config.yaml --from distill-mlp --until evaluate
 
 The in-sample soft labels of a finished run score each training row with a teacher that was
 trained on it. Here the training users are cut into ``folds`` groups (a 64-bit hash of the user
-id, mod ``folds``); teacher ``k`` (the base run's teacher config, trained and early-stopped the same
+id, mod ``folds``; ``--by row``: of the row key, so a user's rows spread over all folds); teacher ``k`` (the base run's teacher config, trained and early-stopped the same
 way, validation split = the full valid split) is trained on the other groups' rows and scores group
 ``k``'s rows. Valid and test keep the full teacher's soft labels (the base run's ``teacher/``).
 
@@ -66,7 +66,7 @@ def user_folds(user_id: np.ndarray, folds: int) -> np.ndarray:
     return (mix64(user_id.astype(np.int64)) % np.uint64(folds)).astype(np.int64)
 
 
-def make_oof_run(base: Path, config: Path, out: Path, folds: int) -> dict[str, Any]:
+def make_oof_run(base: Path, config: Path, out: Path, folds: int, by: str = "user") -> dict[str, Any]:
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(base, out, symlinks=True, ignore=lambda d, names: [n for n in names if n in _SKIP])
@@ -79,10 +79,10 @@ def make_oof_run(base: Path, config: Path, out: Path, folds: int) -> dict[str, A
     inputs = TeacherInputs.from_preprocessor(pre)
     batch, targets = load_split(out / "data" / "train.parquet", pre)
     valid = load_split(out / "data" / "valid.parquet", pre)
-    fold = user_folds(targets.user_id, folds)
+    fold = user_folds(targets.user_id if by == "user" else targets.row_key, folds)
     oof = np.full(len(targets), np.nan, dtype=np.float32)
     y = targets.label.astype(np.float64)
-    report: dict[str, Any] = {"base": str(base), "folds": folds, "fold_teachers": []}
+    report: dict[str, Any] = {"base": str(base), "folds": folds, "by": by, "fold_teachers": []}
     for k in range(folds):
         t0 = time.perf_counter()
         fit_idx = np.flatnonzero(fold != k)
@@ -118,7 +118,7 @@ def make_oof_run(base: Path, config: Path, out: Path, folds: int) -> dict[str, A
     table = soft_label_table(pre.schema.row_key, targets, oof)
     table = table.replace_schema_metadata({HASH_KEY: manifest["teacher_hash"].encode()})
     pq.write_table(table, out / "soft_labels" / "train.parquet")
-    manifest["train_source"] = f"out-of-fold: {folds} user folds, teachers in {out / 'oof'}"
+    manifest["train_source"] = f"out-of-fold: {folds} {by} folds, teachers in {out / 'oof'}"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     report["train"] = {
         "in_sample": {"logloss": _logloss(y, z_in), "auc": auc(y, z_in)},
@@ -135,8 +135,9 @@ def main() -> None:
     ap.add_argument("--config", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--by", choices=("user", "row"), default="user", help="fold by user id or by row key")
     a = ap.parse_args()
-    r = make_oof_run(a.base, a.config, a.out, a.folds)
+    r = make_oof_run(a.base, a.config, a.out, a.folds, a.by)
     print(json.dumps(r["train"], indent=2))
 
 

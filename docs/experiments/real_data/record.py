@@ -167,19 +167,21 @@ def render_valid_table(records: list[dict[str, Any]]) -> str:
 # (the MLP's hard-label weight; the GBDT students have their own gbdt.alpha and do not change)
 SEED_GROUPS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "same, in-sample": (["same_default", "same_insample_s1", "same_insample_s2"], MODELS[1:]),
-    "same, OOF": (["same_oof", "same_oof_s1", "same_oof_s2"], MODELS[1:]),
+    "same, user-fold OOF": (["same_oof", "same_oof_s1", "same_oof_s2"], MODELS[1:]),
+    "same, row-fold OOF": (["same_rowoof", "same_rowoof_s1", "same_rowoof_s2"], MODELS[1:4:2]),
     "same, in-sample, a0.3": (
         ["same_insample_a03_s0", "same_insample_a03_s1", "same_insample_a03_s2"],
         MODELS[1:2],
     ),
-    "same, OOF, a0.3": (["same_oof_a03_s0", "same_oof_a03_s1", "same_oof_a03_s2"], MODELS[1:2]),
+    "same, user-fold OOF, a0.3": (["same_oof_a03_s0", "same_oof_a03_s1", "same_oof_a03_s2"], MODELS[1:2]),
     "priv, in-sample": (["priv_default", "priv_insample_s1", "priv_insample_s2"], MODELS[1:]),
-    "priv, OOF": (["priv_oof", "priv_oof_s1", "priv_oof_s2"], MODELS[1:]),
+    "priv, user-fold OOF": (["priv_oof", "priv_oof_s1", "priv_oof_s2"], MODELS[1:]),
+    "priv, row-fold OOF": (["priv_rowoof", "priv_rowoof_s1", "priv_rowoof_s2"], MODELS[1:4:2]),
     "priv, in-sample, a0.3": (
         ["priv_insample_a03_s0", "priv_insample_a03_s1", "priv_insample_a03_s2"],
         MODELS[1:2],
     ),
-    "priv, OOF, a0.3": (["priv_oof_a03_s0", "priv_oof_a03_s1", "priv_oof_a03_s2"], MODELS[1:2]),
+    "priv, user-fold OOF, a0.3": (["priv_oof_a03_s0", "priv_oof_a03_s1", "priv_oof_a03_s2"], MODELS[1:2]),
 }
 
 
