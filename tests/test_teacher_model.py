@@ -24,10 +24,10 @@ from recdistill.models.teacher import (
     build_teacher,
     count_parameters,
 )
-from recdistill.modules.crossnet import CrossNet
+from recdistill.modules.crossnet import CrossLayers
 from recdistill.modules.interaction import SequenceMatch, pairwise_dots
-from recdistill.modules.mlp import MLP
-from recdistill.modules.sparse import SparseArch, SparseFeature, padded_to_kjt
+from recdistill.modules.mlp import FeedForward
+from recdistill.modules.sparse import PooledEmbeddings, SparseFeature, padded_to_kjt
 from recdistill.modules.towers import GroupTowers
 
 
@@ -47,21 +47,21 @@ def as_tensors(b: ModelBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return torch.from_numpy(b.dense), torch.from_numpy(b.ids), torch.from_numpy(b.multi)
 
 
-def test_mlp_shapes_and_linear_head() -> None:
-    mlp = MLP(6, (8, 3), final_activation=False)
+def test_feed_forward_shapes_and_linear_head() -> None:
+    mlp = FeedForward(6, (8, 3), final_activation=False)
     y = mlp(torch.randn(4, 6))
     assert y.shape == (4, 3)
     assert (y < 0).any()  # no ReLU on the last layer
-    assert MLP(6, ()).out_dim == 6
+    assert FeedForward(6, ()).out_dim == 6
 
 
-def test_crossnet_matches_formula() -> None:
+def test_cross_layers_match_formula() -> None:
     torch.manual_seed(0)
-    net = CrossNet(5, num_layers=1, low_rank=2)
+    net = CrossLayers(5, num_layers=1, low_rank=2)
     x0 = torch.randn(3, 5)
     expected = x0 * net.U[0](net.V[0](x0)) + x0
     assert torch.allclose(net(x0), expected)
-    full = CrossNet(5, num_layers=2, low_rank=0)
+    full = CrossLayers(5, num_layers=2, low_rank=0)
     assert full.low_rank == 0 and full(x0).shape == (3, 5)
 
 
@@ -75,12 +75,12 @@ def test_padded_to_kjt_drops_padding_keeps_missing_row() -> None:
     assert d["h"].values().tolist() == [7, 8]
 
 
-def test_sparse_arch_mean_pools_shared_table() -> None:
+def test_pooled_embeddings_mean_pool_shared_table() -> None:
     feats = [
         SparseFeature("item", "categorical", 0, "item", 10, "item"),
         SparseFeature("hist", "multi", 0, "item", 10, "user"),
     ]
-    arch = SparseArch(feats, 4)
+    arch = PooledEmbeddings(feats, 4)
     assert len(arch.ebc.embedding_bag_configs()) == 1  # vocab_from shares one table
     w = arch.ebc.embedding_bags["item"].weight
     out = arch(torch.tensor([[3]]), torch.tensor([[[2, 5, 0]]]))

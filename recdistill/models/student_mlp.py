@@ -8,7 +8,7 @@ Named parts::
                        nn.Embedding, padding -> zero row, mean ──┘     │                    │
                        (dot_interaction) pairwise dots of V ───────────┴─► B x F(F-1)/2 ───┤
     ids, multi ── (history_match) log1p(list length), log1p(#list entries == candidate) ──► ┤
-                                                   MLP(hidden) ─► Linear ─► logit B ◄───────┘
+                                           FeedForward(hidden) ─► Linear ─► logit B ◄───────┘
 
 ``forward`` takes the FULL preprocessed tensors of the data contract (``recdistill/data/batch.py``,
 teacher-only columns included) and selects the student's columns with registered index
@@ -35,7 +35,7 @@ from torch import nn
 from recdistill.data.batch import OOV_ROW, PAD_ROW, ModelBatch
 from recdistill.data.preprocess import Preprocessor
 from recdistill.errors import ArtefactError, DataError
-from recdistill.modules.mlp import MLP
+from recdistill.modules.mlp import FeedForward
 
 _SAFE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -255,7 +255,7 @@ class StudentMLP(nn.Module):
             in_dim += inputs.n_cat_features
         if in_dim == 0:
             raise DataError("student: no serving-time feature left; every feature is teacher_only")
-        self.mlp = MLP(in_dim, hidden, dropout=dropout)
+        self.mlp = FeedForward(in_dim, hidden, dropout=dropout)
         self.logit = nn.Linear(self.mlp.out_dim, 1)
 
     def _lookup(self, k: int, rows: torch.Tensor) -> torch.Tensor:

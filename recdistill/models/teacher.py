@@ -2,13 +2,13 @@
 
 Named parts (each a block from ``recdistill.modules``)::
 
-    ids, multi ──► SparseArch (EmbeddingBagCollection) ──► E: B x F x D
+    ids, multi ──► PooledEmbeddings (EmbeddingBagCollection) ──► E: B x F x D
     ids, multi ──► SequenceMatch (history lengths, candidate-in-history counts) ──► S
     x0 = [E, dense, S, pairwise dots of E (DLRM)]           B x N0
          ├── GroupTowers (user / item / context over E, dense) ─► B x G x T (+ their dots)
-         ├── CrossNet (DCN-v2) ─────────────────────────────────► B x N0
-         └── deep MLP ──────────────────────────────────────────► B x H
-    OverArch([cross, deep, towers, tower dots]) ──► one click logit per row
+         ├── CrossLayers (DCN-v2) ──────────────────────────────► B x N0
+         └── deep FeedForward ──────────────────────────────────► B x H
+    LogitHead([cross, deep, towers, tower dots]) ──► one click logit per row
 
 ``forward`` is pure (model tensors in, logits ``B`` out); the loss lives in
 :class:`TeacherTrainTask`. :class:`TeacherInputs` says which tensors the model reads; it is
@@ -29,10 +29,10 @@ from recdistill.config.teacher import TeacherConfig
 from recdistill.data.batch import ModelBatch
 from recdistill.data.schema import GROUPS, Schema
 from recdistill.errors import DataError
-from recdistill.modules.crossnet import CrossNet
+from recdistill.modules.crossnet import CrossLayers
 from recdistill.modules.interaction import SequenceMatch, pairwise_dots
-from recdistill.modules.mlp import MLP
-from recdistill.modules.sparse import SparseArch, SparseFeature
+from recdistill.modules.mlp import FeedForward
+from recdistill.modules.sparse import PooledEmbeddings, SparseFeature
 from recdistill.modules.towers import GroupTowers
 
 
@@ -154,12 +154,16 @@ def _scaled(dims: Sequence[int], scale: float) -> tuple[int, ...]:
     return tuple(max(1, round(d * scale)) for d in dims)
 
 
-class OverArch(nn.Module):
-    """MLP over the concatenated arms, then one linear logit: ``B x N -> B``."""
+class LogitHead(nn.Module):
+    """The over-arch: a feed-forward stack over the concatenated arms, then one linear logit.
+
+    ``B x N -> B``. Not TorchRec's ``OverArch`` (whose last layer size is an argument and whose
+    layers are named ``model.0``/``model.1``): this one always ends in one logit.
+    """
 
     def __init__(self, in_dim: int, dims: Sequence[int], *, dropout: float = 0.0) -> None:
         super().__init__()
-        self.mlp = MLP(in_dim, dims, dropout=dropout)
+        self.mlp = FeedForward(in_dim, dims, dropout=dropout)
         self.logit = nn.Linear(self.mlp.out_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +180,7 @@ class Teacher(nn.Module):
         super().__init__()
         D = cfg.embedding_dim
         scale = cfg.width_scale(member)
-        self.sparse = SparseArch(inputs.sparse, D)
+        self.sparse = PooledEmbeddings(inputs.sparse, D)
         self.sequence = SequenceMatch(inputs.sparse)
         groups = {
             g: (
@@ -188,8 +192,8 @@ class Teacher(nn.Module):
         self.towers = GroupTowers(groups, D, _scaled(cfg.tower_dims, scale), dropout=cfg.dropout)
         F = len(inputs.sparse)
         n0 = F * D + inputs.dense_dim + self.sequence.out_dim + F * (F - 1) // 2
-        self.cross = CrossNet(n0, cfg.cross_layers, cfg.cross_low_rank) if cfg.cross_layers > 0 else None
-        self.deep = MLP(n0, _scaled(cfg.deep_dims, scale), dropout=cfg.dropout)
+        self.cross = CrossLayers(n0, cfg.cross_layers, cfg.cross_low_rank) if cfg.cross_layers > 0 else None
+        self.deep = FeedForward(n0, _scaled(cfg.deep_dims, scale), dropout=cfg.dropout)
         G = self.towers.num_towers
         over_in = (
             (n0 if self.cross is not None else 0)
@@ -197,7 +201,7 @@ class Teacher(nn.Module):
             + G * self.towers.out_dim
             + G * (G - 1) // 2
         )
-        self.over = OverArch(over_in, _scaled(cfg.over_dims, scale), dropout=cfg.dropout)
+        self.over = LogitHead(over_in, _scaled(cfg.over_dims, scale), dropout=cfg.dropout)
 
     def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
         """FP32 ``B x N``, INT64 ``B x C``, INT64 ``B x M x L`` -> FP32 logits ``B``."""
