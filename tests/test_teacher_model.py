@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from interaction_reference import old_teacher_forward
 from teacher_util import TINY_CFG, tiny_inputs
 
 from recdistill.config.loader import from_mapping
@@ -25,7 +26,7 @@ from recdistill.models.teacher import (
     count_parameters,
 )
 from recdistill.modules.crossnet import CrossLayers
-from recdistill.modules.interaction import SequenceMatch, pairwise_dots
+from recdistill.modules.interaction import HistoryMatch, PairwiseDots
 from recdistill.modules.mlp import FeedForward
 from recdistill.modules.sparse import PooledEmbeddings, SparseFeature, padded_to_kjt
 from recdistill.modules.towers import GroupTowers
@@ -96,19 +97,19 @@ def test_towers_and_dots() -> None:
     assert towers.names == ["user", "item"]  # an empty group gets no tower
     t = towers(torch.randn(5, 2, 4), torch.randn(5, 2))
     assert t.shape == (5, 2, 6)
-    dots = pairwise_dots(t)
+    dots = PairwiseDots(towers.num_towers)(t)
     assert dots.shape == (5, 1)
     assert torch.allclose(dots[:, 0], (t[:, 0] * t[:, 1]).sum(-1), atol=1e-6)
 
 
-def test_sequence_match_counts_candidate_in_history() -> None:
+def test_history_match_counts_candidate_in_history() -> None:
     feats = [
         SparseFeature("item", "categorical", 0, "item", 10, "item"),
         SparseFeature("user", "categorical", 1, "user", 10, "user"),
         SparseFeature("hist", "multi", 0, "item", 10, "user"),
     ]
-    seq = SequenceMatch(feats)
-    assert seq.pair_names == [("hist", "item")]
+    seq = HistoryMatch.shared_tables(feats)
+    assert seq.pairs == ((0, 0),)  # (hist, item): they share the item table
     ids = torch.tensor([[5, 3], [1, 3], [4, 3]])
     multi = torch.tensor([[[5, 5, 2, 0]], [[1, 1, 0, 0]], [[0, 0, 0, 0]]])  # OOV (1) never matches
     out = seq(ids, multi)
@@ -126,6 +127,15 @@ def test_teacher_forward_shapes_and_purity() -> None:
     assert y1.shape == (16,) and y1.dtype == torch.float32
     assert torch.equal(y1, y2)  # pure: no state changes between calls
     assert torch.isfinite(y1).all()
+
+
+@pytest.mark.parametrize("cross_low_rank", [4, 0])
+def test_forward_gives_the_bits_of_the_old_interaction_formulas(cross_low_rank: int) -> None:
+    model = build_teacher(tiny_inputs(), dataclasses.replace(TINY_CFG, cross_low_rank=cross_low_rank))
+    model.eval()
+    b = as_tensors(tiny_batch(64))
+    with torch.no_grad():
+        assert torch.equal(model.member_logits(*b)[0], old_teacher_forward(model.members[0], *b))
 
 
 def test_ensemble_averages_members_and_train_task_loss() -> None:

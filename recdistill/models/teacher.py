@@ -3,14 +3,15 @@
 Named parts (each a block from ``recdistill.modules``)::
 
     ids, multi ──► PooledEmbeddings (EmbeddingBagCollection) ──► E: B x F x D
-    ids, multi ──► SequenceMatch (history lengths, candidate-in-history counts) ──► S
-    x0 = [E, dense, S, pairwise dots of E (DLRM)]           B x N0
-         ├── GroupTowers (user / item / context over E, dense) ─► B x G x T (+ their dots)
+    ids, multi ──► HistoryMatch (history lengths, candidate-in-history counts) ──► S
+    x0 = [E, dense, S, PairwiseDots of E (DLRM)]           B x N0
+         ├── GroupTowers (user / item / context over E, dense) ─► B x G x T (+ PairwiseDots)
          ├── CrossLayers (DCN-v2) ──────────────────────────────► B x N0
          └── deep FeedForward ──────────────────────────────────► B x H
     LogitHead([cross, deep, towers, tower dots]) ──► one click logit per row
 
-``forward`` is pure (model tensors in, logits ``B`` out); the loss lives in
+``HistoryMatch`` and ``PairwiseDots`` (``recdistill.modules.interaction``) are the student's
+blocks too. ``forward`` is pure (model tensors in, logits ``B`` out); the loss lives in
 :class:`TeacherTrainTask`. :class:`TeacherInputs` says which tensors the model reads; it is
 built from a fitted preprocessor and stored with every checkpoint.
 """
@@ -30,7 +31,7 @@ from recdistill.data.batch import ModelBatch
 from recdistill.data.schema import GROUPS, Schema
 from recdistill.errors import DataError
 from recdistill.modules.crossnet import CrossLayers
-from recdistill.modules.interaction import SequenceMatch, pairwise_dots
+from recdistill.modules.interaction import HistoryMatch, PairwiseDots
 from recdistill.modules.mlp import FeedForward
 from recdistill.modules.sparse import PooledEmbeddings, SparseFeature
 from recdistill.modules.towers import GroupTowers
@@ -181,7 +182,7 @@ class Teacher(nn.Module):
         D = cfg.embedding_dim
         scale = cfg.width_scale(member)
         self.sparse = PooledEmbeddings(inputs.sparse, D)
-        self.sequence = SequenceMatch(inputs.sparse)
+        self.history = HistoryMatch.shared_tables(inputs.sparse)
         groups = {
             g: (
                 [i for i, f in enumerate(inputs.sparse) if f.group == g],
@@ -191,15 +192,17 @@ class Teacher(nn.Module):
         }
         self.towers = GroupTowers(groups, D, _scaled(cfg.tower_dims, scale), dropout=cfg.dropout)
         F = len(inputs.sparse)
-        n0 = F * D + inputs.dense_dim + self.sequence.out_dim + F * (F - 1) // 2
+        self.emb_dots = PairwiseDots(F)
+        n0 = F * D + inputs.dense_dim + self.history.out_dim + self.emb_dots.out_dim
         self.cross = CrossLayers(n0, cfg.cross_layers, cfg.cross_low_rank) if cfg.cross_layers > 0 else None
         self.deep = FeedForward(n0, _scaled(cfg.deep_dims, scale), dropout=cfg.dropout)
         G = self.towers.num_towers
+        self.tower_dots = PairwiseDots(G)
         over_in = (
             (n0 if self.cross is not None else 0)
             + self.deep.out_dim
             + G * self.towers.out_dim
-            + G * (G - 1) // 2
+            + self.tower_dots.out_dim
         )
         self.over = LogitHead(over_in, _scaled(cfg.over_dims, scale), dropout=cfg.dropout)
 
@@ -207,9 +210,9 @@ class Teacher(nn.Module):
         """FP32 ``B x N``, INT64 ``B x C``, INT64 ``B x M x L`` -> FP32 logits ``B``."""
         emb = self.sparse(ids, multi)  # B x F x D
         B = emb.shape[0]
-        x0 = torch.cat([emb.reshape(B, -1), dense, self.sequence(ids, multi), pairwise_dots(emb)], dim=1)
+        x0 = torch.cat([emb.reshape(B, -1), dense, self.history(ids, multi), self.emb_dots(emb)], dim=1)
         towers = self.towers(emb, dense)  # B x G x T
-        arms = [self.deep(x0), towers.reshape(B, -1), pairwise_dots(towers)]
+        arms = [self.deep(x0), towers.reshape(B, -1), self.tower_dots(towers)]
         if self.cross is not None:
             arms.insert(0, self.cross(x0))
         return self.over(torch.cat(arms, dim=1))
