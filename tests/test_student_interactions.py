@@ -20,12 +20,12 @@ from interaction_reference import (
 )
 
 from recdistill.errors import ArtefactError
+from recdistill.models.params import count_parameters
 from recdistill.models.student_mlp import (
     StudentInputs,
     StudentMLP,
     StudentTable,
     checkpoint_dict,
-    count_parameters,
     load_student,
 )
 from recdistill.modules.interaction import HistoryMatch, PairwiseDots

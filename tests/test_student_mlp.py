@@ -36,10 +36,10 @@ from recdistill.errors import ArtefactError, ConfigError
 from recdistill.export.mlp_version import write_mlp_version
 from recdistill.export.onnx_mlp import check_parity, export_mlp_onnx, onnx_metadata, ort_logits, ort_session
 from recdistill.metrics import auc
+from recdistill.models.params import count_parameters
 from recdistill.models.student_mlp import (
     StudentMLP,
     batch_tensors,
-    count_parameters,
     fold_rows,
     load_student,
 )
@@ -213,11 +213,10 @@ def demo_scale_preprocessor(cfg: GeneratorConfig) -> Preprocessor:
 def test_parameter_count_is_at_least_20x_below_the_default_teacher() -> None:
     from recdistill.config.teacher import TeacherConfig
     from recdistill.models.teacher import TeacherInputs, build_teacher
-    from recdistill.models.teacher import count_parameters as teacher_parameters
 
     pre = demo_scale_preprocessor(GeneratorConfig())
     student = count_parameters(build_student(pre, MlpStudentConfig()))
-    teacher = teacher_parameters(build_teacher(TeacherInputs.from_preprocessor(pre), TeacherConfig()))
+    teacher = count_parameters(build_teacher(TeacherInputs.from_preprocessor(pre), TeacherConfig()))
     assert teacher["total"] > 5_000_000
     assert 20 * student["total"] <= teacher["total"], (student, teacher)
     # folding bounds every table by max_rows_per_table (item_id has 50k ids)

@@ -17,13 +17,13 @@ from recdistill.data.batch import ModelBatch
 from recdistill.data.preprocess import Preprocessor
 from recdistill.data.schema import Schema
 from recdistill.errors import ConfigError, DataError
+from recdistill.models.params import count_parameters
 from recdistill.models.teacher import (
     Teacher,
     TeacherEnsemble,
     TeacherInputs,
     TeacherTrainTask,
     build_teacher,
-    count_parameters,
 )
 from recdistill.modules.crossnet import CrossLayers
 from recdistill.modules.interaction import HistoryMatch, PairwiseDots
@@ -183,6 +183,23 @@ def test_default_config_is_heavy() -> None:
     counts = count_parameters(build_teacher(inputs, TeacherConfig()))
     assert counts["total"] > 20_000_000  # "tens of millions": two members of ~18M each here
     assert counts["embedding"] > counts["dense"]
+
+
+def test_one_parameter_count_for_teacher_and_student() -> None:
+    teacher = build_teacher(tiny_inputs(), dataclasses.replace(TINY_CFG, ensemble_size=2))
+    counts = count_parameters(teacher)
+    # the old teacher count summed the state_dict, tables by name: the teacher has no buffer in it
+    state = teacher.state_dict()
+    emb = sum(v.numel() for k, v in state.items() if "embedding_bags" in k)
+    assert counts == {"embedding": emb, "dense": sum(v.numel() for v in state.values()) - emb,
+                      "total": sum(v.numel() for v in state.values())}  # fmt: skip
+    assert counts["embedding"] == 2 * 8 * (50 + 40 + 30)  # two members, three tables of dim 8
+    # trainable only, shared parameters once, embedding = owned by an embedding table
+    shared = torch.nn.Linear(3, 2)
+    toy = torch.nn.ModuleList([torch.nn.Embedding(10, 4), shared, shared, torch.nn.EmbeddingBag(5, 2)])
+    toy[3].weight.requires_grad_(False)
+    toy.register_buffer("index", torch.arange(7))
+    assert count_parameters(toy) == {"embedding": 40, "dense": 8, "total": 48}
 
 
 def test_inputs_from_preprocessor_and_round_trip(tiny_data: Path, tiny_schema: Schema) -> None:

@@ -333,13 +333,6 @@ def batch_tensors(b: ModelBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     )
 
 
-def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Trainable parameters: ``embedding`` (tables), ``dense`` (MLP and logit), ``total``."""
-    emb = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("embeddings.", "biases.")))
-    total = sum(p.numel() for p in model.parameters())
-    return {"embedding": emb, "dense": total - emb, "total": total}
-
-
 # -- checkpoint -------------------------------------------------------------------------------------
 CHECKPOINT_FILE = "model.pt"
 CHECKPOINT_FORMAT = "recdistill.student_mlp/3"

@@ -262,15 +262,3 @@ class TeacherTrainTask(nn.Module):
         logits = self.model.member_logits(dense, ids, multi)  # K x B
         loss = torch.stack([self.loss_fn(lg, label) for lg in logits]).mean()
         return loss, logits.mean(0).detach()
-
-
-def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Parameter counts: ``embedding`` (EBC tables), ``dense`` (everything else), ``total``."""
-    emb = dense = 0
-    for name, p in model.state_dict().items():
-        n = int(np.prod(p.shape))
-        if "embedding_bags" in name:
-            emb += n
-        else:
-            dense += n
-    return {"embedding": emb, "dense": dense, "total": emb + dense}

@@ -28,7 +28,8 @@ from recdistill.config.loader import to_mapping
 from recdistill.config.teacher import TeacherConfig
 from recdistill.data.batch import ModelBatch, Targets
 from recdistill.errors import ArtefactError, DataError
-from recdistill.models.teacher import TeacherInputs, TeacherTrainTask, build_teacher, count_parameters
+from recdistill.models.params import count_parameters
+from recdistill.models.teacher import TeacherInputs, TeacherTrainTask, build_teacher
 from recdistill.teacher import checkpoint as ckpt
 from recdistill.teacher.distributed import (
     DistContext,

@@ -41,13 +41,8 @@ from recdistill.errors import ArtefactError
 from recdistill.io_utils import atomic_path, atomic_write_json
 from recdistill.losses import DistillTargets, WeightedSum, build_loss
 from recdistill.metrics import auc, logloss
-from recdistill.models.student_mlp import (
-    CHECKPOINT_FILE,
-    StudentInputs,
-    StudentMLP,
-    checkpoint_dict,
-    count_parameters,
-)
+from recdistill.models.params import count_parameters
+from recdistill.models.student_mlp import CHECKPOINT_FILE, StudentInputs, StudentMLP, checkpoint_dict
 from recdistill.probability import sigmoid
 
 Split = tuple[ModelBatch, Targets]
