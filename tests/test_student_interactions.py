@@ -19,7 +19,8 @@ from interaction_reference import (
     old_teacher_sequence_match,
 )
 
-from recdistill.errors import ArtefactError
+from recdistill.data.batch import ModelBatch
+from recdistill.errors import ArtefactError, DataError
 from recdistill.models.params import count_parameters
 from recdistill.models.student_mlp import (
     StudentInputs,
@@ -164,6 +165,15 @@ def test_forward_is_mlp_over_embeddings_dots_and_matches() -> None:
     # table by table: item, pooled recent items, category, pooled categories, context; the pooled
     # vector of an empty list is zero (mean over no entries)
     assert float(vecs[2, [1, 3]].detach().abs().sum()) == 0.0 < float(vecs[0, [1, 3]].detach().abs().sum())
+
+
+def test_batch_check_is_the_teachers_shape_check() -> None:
+    dense, ids, multi = (t.numpy() for t in batch())
+    INPUTS.check_batch(ModelBatch(dense, ids, multi), "here")
+    with pytest.raises(
+        DataError, match=r"here: model tensor 'multi' has shape \[3, 2, 3\], the student expects \[3, 2, 4\]"
+    ):
+        INPUTS.check_batch(ModelBatch(dense, ids, multi[:, :, :3]), "here")
 
 
 def test_old_checkpoints_load_and_foreign_ones_fail_clearly(tmp_path: Path) -> None:

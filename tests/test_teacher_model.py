@@ -226,7 +226,9 @@ def test_check_batch_names_feature_and_table() -> None:
     bad.ids[0, 1] = 40
     with pytest.raises(DataError, match=r"here: feature 'item_id' .* table 'item_id' has 40 rows"):
         inputs.check_batch(bad, "here")
-    with pytest.raises(DataError, match=r"'dense' has shape \[16, 2\]"):
+    with pytest.raises(
+        DataError, match=r"'dense' has shape \[16, 2\], the teacher expects \[16, 3\]; was it"
+    ):
         inputs.check_batch(ModelBatch(b.dense[:, :2], b.ids, b.multi), "here")
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recdistill.data.batch import OOV_ROW, PAD_ROW, ModelBatch
+from recdistill.data.batch import OOV_ROW, PAD_ROW, ModelBatch, check_model_batch
 from recdistill.data.preprocess import Preprocessor
 from recdistill.errors import ArtefactError, DataError
 from recdistill.modules.interaction import HistoryMatch, PairwiseDots
@@ -133,19 +133,15 @@ class StudentInputs:
 
     def check_batch(self, batch: ModelBatch, where: str) -> None:
         """Raise :class:`DataError` unless ``batch`` has the full contract shapes this student expects."""
-        n = len(batch)
-        expected = {
-            "dense": (n, self.dense_dim),
-            "ids": (n, self.n_categorical),
-            "multi": (n, self.n_multi, self.max_len),
-        }
-        for name, shape in expected.items():
-            got = tuple(getattr(batch, name).shape)
-            if got != shape:
-                raise DataError(
-                    f"{where}: model tensor {name!r} has shape {list(got)}, the student expects {list(shape)}; "
-                    "was it preprocessed with another preprocessor?"
-                )
+        check_model_batch(
+            batch,
+            dense_dim=self.dense_dim,
+            n_categorical=self.n_categorical,
+            n_multi=self.n_multi,
+            max_len=self.max_len,
+            where=where,
+            reader="the student",
+        )
 
 
 def fold_rows(rows: torch.Tensor, table_rows: int) -> torch.Tensor:

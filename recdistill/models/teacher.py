@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from recdistill.config.teacher import TeacherConfig
-from recdistill.data.batch import ModelBatch
+from recdistill.data.batch import ModelBatch, check_model_batch
 from recdistill.data.schema import GROUPS, Schema
 from recdistill.errors import DataError
 from recdistill.modules.crossnet import CrossLayers
@@ -121,19 +121,20 @@ class TeacherInputs:
         return out
 
     def check_batch(self, batch: ModelBatch, where: str) -> None:
-        """Raise :class:`DataError` if ``batch`` has the wrong shapes or ids outside a table."""
-        n = len(batch)
-        expected = {
-            "dense": (n, self.dense_dim),
-            "ids": (n, self.n_categorical),
-            "multi": (n, self.n_multi, self.max_len),
-        }
-        for name, shape in expected.items():
-            got = getattr(batch, name).shape
-            if tuple(got) != shape:
-                raise DataError(
-                    f"{where}: model tensor {name!r} has shape {list(got)}, the teacher expects {list(shape)}"
-                )
+        """Raise :class:`DataError` if ``batch`` has the wrong shapes, ids outside a table or non-finite dense values.
+
+        First the shapes (:func:`check_model_batch`, as for the student), then what only the
+        teacher checks: every embedding row within its table, and a finite dense block.
+        """
+        check_model_batch(
+            batch,
+            dense_dim=self.dense_dim,
+            n_categorical=self.n_categorical,
+            n_multi=self.n_multi,
+            max_len=self.max_len,
+            where=where,
+            reader="the teacher",
+        )
         for f in self.sparse:
             col = batch.ids[:, f.column] if f.kind == "categorical" else batch.multi[:, f.column, :]
             if col.size and (int(col.min()) < 0 or int(col.max()) >= f.rows):
