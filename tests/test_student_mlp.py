@@ -29,6 +29,7 @@ from recdistill.config.distill import DistillLossConfig
 from recdistill.config.loader import from_mapping
 from recdistill.config.students import MlpStudentConfig
 from recdistill.data.batch import ModelBatch, RawBatch, Targets
+from recdistill.data.batching import epoch_batches
 from recdistill.data.preprocess import DenseStats, Preprocessor, load_split
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.schema import Schema
@@ -45,7 +46,7 @@ from recdistill.models.student_mlp import (
 )
 from recdistill.predictors.mlp import load as load_mlp_predictor
 from recdistill.predictors.registry import PREDICTOR_FILE, PredictorSpec
-from recdistill.students.mlp.train import build_student, epoch_batches, train_mlp
+from recdistill.students.mlp.train import build_student, train_mlp
 from recdistill.students.soft_labels import HASH_KEY, load_soft_labels
 
 SPLITS = ("train", "valid", "test", "transfer")
@@ -241,7 +242,7 @@ def test_listwise_batches_hold_whole_requests() -> None:
     rng = np.random.default_rng(1)
     sizes = rng.integers(1, 20, size=200)
     groups = rng.permutation(np.repeat(np.arange(200) * 7 - 50, sizes))  # rows of a request scattered
-    batches = epoch_batches(len(groups), 64, rng, groups)
+    batches = epoch_batches(len(groups), 64, rng, groups=groups)
     rows = np.concatenate(batches)
     assert np.array_equal(np.sort(rows), np.arange(len(groups)))  # every row exactly once
     owner: dict[int, int] = {}
@@ -249,8 +250,12 @@ def test_listwise_batches_hold_whole_requests() -> None:
         for g in np.unique(groups[b]):
             assert owner.setdefault(int(g), k) == k  # a request never spans two batches
     assert max(len(b) for b in batches) < 64 + 20
-    free = epoch_batches(len(groups), 64, rng, None)
+    free = epoch_batches(len(groups), 64, rng)
     assert sum(len(b) for b in free) == len(groups) and all(len(b) == 64 for b in free[:-1])
+    # the student keeps the last partial batch: the order it used before batch order had one home
+    perm = np.random.default_rng(5).permutation(1000)
+    kept = epoch_batches(1000, 64, np.random.default_rng(5))
+    assert len(kept[-1]) == 1000 % 64 and np.array_equal(np.concatenate(kept), perm)
 
 
 # -- soft labels ----------------------------------------------------------------------------------
