@@ -164,6 +164,24 @@ def test_build_is_deterministic_by_seed() -> None:
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_build_leaves_the_global_rng_alone_and_keeps_the_old_weights() -> None:
+    cfg = dataclasses.replace(TINY_CFG, ensemble_size=2, seed=3)
+    torch.manual_seed(99)
+    expected_next = torch.rand(5)
+    torch.manual_seed(99)
+    model = build_teacher(tiny_inputs(), cfg)
+    assert torch.equal(torch.rand(5), expected_next)  # the caller's stream continues untouched
+    # the weights the old build drew: a global reseed with seed + k before each member
+    with torch.random.fork_rng(devices=[]):
+        old = []
+        for k in range(cfg.ensemble_size):
+            torch.manual_seed(cfg.seed + k)
+            old.append(Teacher(tiny_inputs(), cfg, member=k))
+    old_state = TeacherEnsemble(old).state_dict()
+    state = model.state_dict()
+    assert list(state) == list(old_state) and all(torch.equal(state[k], old_state[k]) for k in state)
+
+
 def test_default_config_is_heavy() -> None:
     # a demo-sized layout: 50k items, 20k users, 2 histories over items, 3 small tables, 8 dense
     inputs = TeacherInputs(

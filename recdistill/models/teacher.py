@@ -237,11 +237,17 @@ class TeacherEnsemble(nn.Module):
 
 
 def build_teacher(inputs: TeacherInputs, cfg: TeacherConfig) -> TeacherEnsemble:
-    """A freshly initialised ensemble; member ``k`` is seeded with ``cfg.seed + k`` (deterministic)."""
+    """A freshly initialised ensemble on the CPU; member ``k``'s weights come from seed ``cfg.seed + k``.
+
+    Deterministic and free of side effects: each member is drawn from the CPU generator inside
+    :func:`torch.random.fork_rng`, which puts the caller's generator state back afterwards (the
+    weights are those a global ``torch.manual_seed(cfg.seed + k)`` gave before).
+    """
     members = []
     for k in range(cfg.ensemble_size):
-        torch.manual_seed(cfg.seed + k)
-        members.append(Teacher(inputs, cfg, member=k))
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(cfg.seed + k)
+            members.append(Teacher(inputs, cfg, member=k))
     return TeacherEnsemble(members)
 
 
