@@ -72,8 +72,9 @@ class HistoryMatch(nn.Module):
     ``pairs``: ``(multi column, categorical column)``; output ``log1p(#entries of the list equal
     to the categorical row)``, 0 when that row is padding/missing or out-of-vocabulary.
     ``forward(ids B x C, multi B x M x L) -> FP32 B x (len(length_columns) + len(pairs))``:
-    lengths first, then pairs, each in the given order. Counts are exact integers, so the order
-    of the ``log1p`` does not change a bit.
+    lengths first, then pairs, each in the given order. The counts are exact integers and
+    ``log1p`` works element by element, so one ``log1p`` over all columns gives the bits of one
+    per column (the teacher's old layout; ``tests/test_student_interactions.py`` checks it).
 
     Example::
 
