@@ -7,9 +7,10 @@ import torch
 
 from recdistill.config.teacher import TeacherConfig
 from recdistill.data.batch import ModelBatch, Targets
+from recdistill.data.batching import epoch_batches, epoch_rng
 from recdistill.models.teacher import TeacherInputs, TeacherTrainTask, build_teacher
 from recdistill.modules.sparse import SparseFeature
-from recdistill.teacher.train import epoch_batches, lr_factor
+from recdistill.teacher.train import lr_factor
 
 TINY_CFG = TeacherConfig(
     embedding_dim=8,
@@ -81,7 +82,7 @@ def reference_train(
     total = (n // cfg.batch_size) * cfg.epochs
     step = 0
     for epoch in range(1, epochs + 1):
-        for rows in epoch_batches(n, cfg.batch_size, cfg.seed, epoch):
+        for rows in epoch_batches(n, cfg.batch_size, epoch_rng(cfg.seed, epoch), drop_last=True):
             f = lr_factor(cfg, step, total)
             sgd.param_groups[0]["lr"] = cfg.lr_sparse * f
             adam.param_groups[0]["lr"] = cfg.lr_dense * f

@@ -29,6 +29,7 @@ from recdistill.config.distill import DistillLossConfig
 from recdistill.config.loader import from_mapping
 from recdistill.config.students import MlpStudentConfig
 from recdistill.data.batch import ModelBatch, RawBatch, Targets
+from recdistill.data.batching import epoch_batches
 from recdistill.data.preprocess import DenseStats, Preprocessor, load_split
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.schema import Schema
@@ -36,16 +37,16 @@ from recdistill.errors import ArtefactError, ConfigError
 from recdistill.export.mlp_version import write_mlp_version
 from recdistill.export.onnx_mlp import check_parity, export_mlp_onnx, onnx_metadata, ort_logits, ort_session
 from recdistill.metrics import auc
+from recdistill.models.params import count_parameters
 from recdistill.models.student_mlp import (
     StudentMLP,
     batch_tensors,
-    count_parameters,
     fold_rows,
     load_student,
 )
 from recdistill.predictors.mlp import load as load_mlp_predictor
 from recdistill.predictors.registry import PREDICTOR_FILE, PredictorSpec
-from recdistill.students.mlp.train import build_student, epoch_batches, train_mlp
+from recdistill.students.mlp.train import build_student, train_mlp
 from recdistill.students.soft_labels import HASH_KEY, load_soft_labels
 
 SPLITS = ("train", "valid", "test", "transfer")
@@ -213,11 +214,10 @@ def demo_scale_preprocessor(cfg: GeneratorConfig) -> Preprocessor:
 def test_parameter_count_is_at_least_20x_below_the_default_teacher() -> None:
     from recdistill.config.teacher import TeacherConfig
     from recdistill.models.teacher import TeacherInputs, build_teacher
-    from recdistill.models.teacher import count_parameters as teacher_parameters
 
     pre = demo_scale_preprocessor(GeneratorConfig())
     student = count_parameters(build_student(pre, MlpStudentConfig()))
-    teacher = teacher_parameters(build_teacher(TeacherInputs.from_preprocessor(pre), TeacherConfig()))
+    teacher = count_parameters(build_teacher(TeacherInputs.from_preprocessor(pre), TeacherConfig()))
     assert teacher["total"] > 5_000_000
     assert 20 * student["total"] <= teacher["total"], (student, teacher)
     # folding bounds every table by max_rows_per_table (item_id has 50k ids)
@@ -242,7 +242,7 @@ def test_listwise_batches_hold_whole_requests() -> None:
     rng = np.random.default_rng(1)
     sizes = rng.integers(1, 20, size=200)
     groups = rng.permutation(np.repeat(np.arange(200) * 7 - 50, sizes))  # rows of a request scattered
-    batches = epoch_batches(len(groups), 64, rng, groups)
+    batches = epoch_batches(len(groups), 64, rng, groups=groups)
     rows = np.concatenate(batches)
     assert np.array_equal(np.sort(rows), np.arange(len(groups)))  # every row exactly once
     owner: dict[int, int] = {}
@@ -250,8 +250,12 @@ def test_listwise_batches_hold_whole_requests() -> None:
         for g in np.unique(groups[b]):
             assert owner.setdefault(int(g), k) == k  # a request never spans two batches
     assert max(len(b) for b in batches) < 64 + 20
-    free = epoch_batches(len(groups), 64, rng, None)
+    free = epoch_batches(len(groups), 64, rng)
     assert sum(len(b) for b in free) == len(groups) and all(len(b) == 64 for b in free[:-1])
+    # the student keeps the last partial batch: the order it used before batch order had one home
+    perm = np.random.default_rng(5).permutation(1000)
+    kept = epoch_batches(1000, 64, np.random.default_rng(5))
+    assert len(kept[-1]) == 1000 % 64 and np.array_equal(np.concatenate(kept), perm)
 
 
 # -- soft labels ----------------------------------------------------------------------------------

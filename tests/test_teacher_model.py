@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from interaction_reference import old_teacher_forward
 from teacher_util import TINY_CFG, tiny_inputs
 
 from recdistill.config.loader import from_mapping
@@ -16,18 +17,18 @@ from recdistill.data.batch import ModelBatch
 from recdistill.data.preprocess import Preprocessor
 from recdistill.data.schema import Schema
 from recdistill.errors import ConfigError, DataError
+from recdistill.models.params import count_parameters
 from recdistill.models.teacher import (
     Teacher,
     TeacherEnsemble,
     TeacherInputs,
     TeacherTrainTask,
     build_teacher,
-    count_parameters,
 )
-from recdistill.modules.crossnet import CrossNet
-from recdistill.modules.interaction import SequenceMatch, pairwise_dots
-from recdistill.modules.mlp import MLP
-from recdistill.modules.sparse import SparseArch, SparseFeature, padded_to_kjt
+from recdistill.modules.crossnet import CrossLayers
+from recdistill.modules.interaction import HistoryMatch, PairwiseDots
+from recdistill.modules.mlp import FeedForward
+from recdistill.modules.sparse import PooledEmbeddings, SparseFeature, padded_to_kjt
 from recdistill.modules.towers import GroupTowers
 
 
@@ -47,21 +48,21 @@ def as_tensors(b: ModelBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return torch.from_numpy(b.dense), torch.from_numpy(b.ids), torch.from_numpy(b.multi)
 
 
-def test_mlp_shapes_and_linear_head() -> None:
-    mlp = MLP(6, (8, 3), final_activation=False)
+def test_feed_forward_shapes_and_linear_head() -> None:
+    mlp = FeedForward(6, (8, 3), final_activation=False)
     y = mlp(torch.randn(4, 6))
     assert y.shape == (4, 3)
     assert (y < 0).any()  # no ReLU on the last layer
-    assert MLP(6, ()).out_dim == 6
+    assert FeedForward(6, ()).out_dim == 6
 
 
-def test_crossnet_matches_formula() -> None:
+def test_cross_layers_match_formula() -> None:
     torch.manual_seed(0)
-    net = CrossNet(5, num_layers=1, low_rank=2)
+    net = CrossLayers(5, num_layers=1, low_rank=2)
     x0 = torch.randn(3, 5)
     expected = x0 * net.U[0](net.V[0](x0)) + x0
     assert torch.allclose(net(x0), expected)
-    full = CrossNet(5, num_layers=2, low_rank=0)
+    full = CrossLayers(5, num_layers=2, low_rank=0)
     assert full.low_rank == 0 and full(x0).shape == (3, 5)
 
 
@@ -75,12 +76,12 @@ def test_padded_to_kjt_drops_padding_keeps_missing_row() -> None:
     assert d["h"].values().tolist() == [7, 8]
 
 
-def test_sparse_arch_mean_pools_shared_table() -> None:
+def test_pooled_embeddings_mean_pool_shared_table() -> None:
     feats = [
         SparseFeature("item", "categorical", 0, "item", 10, "item"),
         SparseFeature("hist", "multi", 0, "item", 10, "user"),
     ]
-    arch = SparseArch(feats, 4)
+    arch = PooledEmbeddings(feats, 4)
     assert len(arch.ebc.embedding_bag_configs()) == 1  # vocab_from shares one table
     w = arch.ebc.embedding_bags["item"].weight
     out = arch(torch.tensor([[3]]), torch.tensor([[[2, 5, 0]]]))
@@ -96,19 +97,19 @@ def test_towers_and_dots() -> None:
     assert towers.names == ["user", "item"]  # an empty group gets no tower
     t = towers(torch.randn(5, 2, 4), torch.randn(5, 2))
     assert t.shape == (5, 2, 6)
-    dots = pairwise_dots(t)
+    dots = PairwiseDots(towers.num_towers)(t)
     assert dots.shape == (5, 1)
     assert torch.allclose(dots[:, 0], (t[:, 0] * t[:, 1]).sum(-1), atol=1e-6)
 
 
-def test_sequence_match_counts_candidate_in_history() -> None:
+def test_history_match_counts_candidate_in_history() -> None:
     feats = [
         SparseFeature("item", "categorical", 0, "item", 10, "item"),
         SparseFeature("user", "categorical", 1, "user", 10, "user"),
         SparseFeature("hist", "multi", 0, "item", 10, "user"),
     ]
-    seq = SequenceMatch(feats)
-    assert seq.pair_names == [("hist", "item")]
+    seq = HistoryMatch.shared_tables(feats)
+    assert seq.pairs == ((0, 0),)  # (hist, item): they share the item table
     ids = torch.tensor([[5, 3], [1, 3], [4, 3]])
     multi = torch.tensor([[[5, 5, 2, 0]], [[1, 1, 0, 0]], [[0, 0, 0, 0]]])  # OOV (1) never matches
     out = seq(ids, multi)
@@ -126,6 +127,15 @@ def test_teacher_forward_shapes_and_purity() -> None:
     assert y1.shape == (16,) and y1.dtype == torch.float32
     assert torch.equal(y1, y2)  # pure: no state changes between calls
     assert torch.isfinite(y1).all()
+
+
+@pytest.mark.parametrize("cross_low_rank", [4, 0])
+def test_forward_gives_the_bits_of_the_old_interaction_formulas(cross_low_rank: int) -> None:
+    model = build_teacher(tiny_inputs(), dataclasses.replace(TINY_CFG, cross_low_rank=cross_low_rank))
+    model.eval()
+    b = as_tensors(tiny_batch(64))
+    with torch.no_grad():
+        assert torch.equal(model.member_logits(*b)[0], old_teacher_forward(model.members[0], *b))
 
 
 def test_ensemble_averages_members_and_train_task_loss() -> None:
@@ -154,6 +164,24 @@ def test_build_is_deterministic_by_seed() -> None:
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_build_leaves_the_global_rng_alone_and_keeps_the_old_weights() -> None:
+    cfg = dataclasses.replace(TINY_CFG, ensemble_size=2, seed=3)
+    torch.manual_seed(99)
+    expected_next = torch.rand(5)
+    torch.manual_seed(99)
+    model = build_teacher(tiny_inputs(), cfg)
+    assert torch.equal(torch.rand(5), expected_next)  # the caller's stream continues untouched
+    # the weights the old build drew: a global reseed with seed + k before each member
+    with torch.random.fork_rng(devices=[]):
+        old = []
+        for k in range(cfg.ensemble_size):
+            torch.manual_seed(cfg.seed + k)
+            old.append(Teacher(tiny_inputs(), cfg, member=k))
+    old_state = TeacherEnsemble(old).state_dict()
+    state = model.state_dict()
+    assert list(state) == list(old_state) and all(torch.equal(state[k], old_state[k]) for k in state)
+
+
 def test_default_config_is_heavy() -> None:
     # a demo-sized layout: 50k items, 20k users, 2 histories over items, 3 small tables, 8 dense
     inputs = TeacherInputs(
@@ -173,6 +201,23 @@ def test_default_config_is_heavy() -> None:
     counts = count_parameters(build_teacher(inputs, TeacherConfig()))
     assert counts["total"] > 20_000_000  # "tens of millions": two members of ~18M each here
     assert counts["embedding"] > counts["dense"]
+
+
+def test_one_parameter_count_for_teacher_and_student() -> None:
+    teacher = build_teacher(tiny_inputs(), dataclasses.replace(TINY_CFG, ensemble_size=2))
+    counts = count_parameters(teacher)
+    # the old teacher count summed the state_dict, tables by name: the teacher has no buffer in it
+    state = teacher.state_dict()
+    emb = sum(v.numel() for k, v in state.items() if "embedding_bags" in k)
+    assert counts == {"embedding": emb, "dense": sum(v.numel() for v in state.values()) - emb,
+                      "total": sum(v.numel() for v in state.values())}  # fmt: skip
+    assert counts["embedding"] == 2 * 8 * (50 + 40 + 30)  # two members, three tables of dim 8
+    # trainable only, shared parameters once, embedding = owned by an embedding table
+    shared = torch.nn.Linear(3, 2)
+    toy = torch.nn.ModuleList([torch.nn.Embedding(10, 4), shared, shared, torch.nn.EmbeddingBag(5, 2)])
+    toy[3].weight.requires_grad_(False)
+    toy.register_buffer("index", torch.arange(7))
+    assert count_parameters(toy) == {"embedding": 40, "dense": 8, "total": 48}
 
 
 def test_inputs_from_preprocessor_and_round_trip(tiny_data: Path, tiny_schema: Schema) -> None:
@@ -199,7 +244,9 @@ def test_check_batch_names_feature_and_table() -> None:
     bad.ids[0, 1] = 40
     with pytest.raises(DataError, match=r"here: feature 'item_id' .* table 'item_id' has 40 rows"):
         inputs.check_batch(bad, "here")
-    with pytest.raises(DataError, match=r"'dense' has shape \[16, 2\]"):
+    with pytest.raises(
+        DataError, match=r"'dense' has shape \[16, 2\], the teacher expects \[16, 3\]; was it"
+    ):
         inputs.check_batch(ModelBatch(b.dense[:, :2], b.ids, b.multi), "here")
 
 

@@ -11,11 +11,12 @@ import pytest
 import torch
 from teacher_util import TINY_CFG, reference_train, tiny_inputs, tiny_split
 
+from recdistill.data.batching import epoch_batches, epoch_rng
 from recdistill.errors import ArtefactError, ConfigError, DataError
 from recdistill.models.teacher import TeacherTrainTask, build_teacher
 from recdistill.teacher.checkpoint import CHECKPOINTS, MODEL_FILE, load_teacher
 from recdistill.teacher.distributed import distributed_context, make_optimizer, shard_model
-from recdistill.teacher.train import epoch_batches, lr_factor, train_teacher
+from recdistill.teacher.train import lr_factor, train_teacher
 
 
 def test_lr_factor_warmup_then_cosine() -> None:
@@ -28,11 +29,21 @@ def test_lr_factor_warmup_then_cosine() -> None:
     assert lr_factor(dataclasses.replace(cfg, schedule="constant"), 60, 110) == 1.0
 
 
+def teacher_batches(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """The teacher trainer's batch order: ``steps x batch_size`` rows."""
+    return np.stack(epoch_batches(n, batch_size, epoch_rng(seed, epoch), drop_last=True))
+
+
 def test_epoch_batches_shuffle_by_epoch_and_drop_last() -> None:
-    a = epoch_batches(100, 30, seed=0, epoch=1)
+    a = teacher_batches(100, 30, seed=0, epoch=1)
     assert a.shape == (3, 30) and len(np.unique(a)) == 90
-    assert np.array_equal(a, epoch_batches(100, 30, seed=0, epoch=1))
-    assert not np.array_equal(a, epoch_batches(100, 30, seed=0, epoch=2))
+    assert np.array_equal(a, teacher_batches(100, 30, seed=0, epoch=1))
+    assert not np.array_equal(a, teacher_batches(100, 30, seed=0, epoch=2))
+    # the order the trainer used before batch order had one home (recdistill/data/batching.py)
+    perm = np.random.default_rng([0, 1]).permutation(100)
+    assert np.array_equal(a, perm[:90].reshape(3, 30))
+    with pytest.raises(ValueError, match="drop_last"):
+        epoch_batches(100, 30, epoch_rng(0, 1), groups=np.zeros(100, np.int64), drop_last=True)
 
 
 def test_fused_sparse_optimizer_uses_configured_lr() -> None:
@@ -45,7 +56,7 @@ def test_fused_sparse_optimizer_uses_configured_lr() -> None:
     with distributed_context() as ctx:
         dmp = shard_model(TeacherTrainTask(build_teacher(tiny_inputs(), cfg)), cfg, ctx)
         opt = make_optimizer(dmp, cfg)
-        for rows in epoch_batches(len(train[0]), cfg.batch_size, cfg.seed, 1):
+        for rows in teacher_batches(len(train[0]), cfg.batch_size, cfg.seed, 1):
             b = train[0].take(rows)
             opt.zero_grad()
             loss, _ = dmp(
@@ -79,7 +90,7 @@ def test_train_task_loss_decreases() -> None:
         opt = make_optimizer(dmp, cfg)
         losses = []
         for epoch in range(1, 6):
-            for rows in epoch_batches(512, 128, 0, epoch):
+            for rows in teacher_batches(512, 128, 0, epoch):
                 b = train[0].take(rows)
                 opt.zero_grad()
                 loss, _ = dmp(

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from recdistill.errors import DataError
+
 MISSING_ID = -1
 PAD_ROW = 0  # embedding row for a missing id / a padding slot
 OOV_ROW = 1  # embedding row for an id not in the vocabulary
@@ -75,6 +77,37 @@ class ModelBatch:
 
     def take(self, index: npt.NDArray[np.int64]) -> ModelBatch:
         return ModelBatch(self.dense[index], self.ids[index], self.multi[index])
+
+
+def check_model_batch(
+    batch: ModelBatch,
+    *,
+    dense_dim: int,
+    n_categorical: int,
+    n_multi: int,
+    max_len: int,
+    where: str,
+    reader: str,
+) -> None:
+    """Raise :class:`DataError` unless ``batch`` has the full contract widths a model reads.
+
+    ``dense [B, dense_dim]``, ``ids [B, n_categorical]``, ``multi [B, n_multi, max_len]``
+    (teacher-only columns included); ``reader`` names the model in the message, ``where`` the data.
+
+    Example::
+
+        check_model_batch(mb, dense_dim=9, n_categorical=4, n_multi=2, max_len=50,
+                          where="valid split", reader="the teacher")
+    """
+    n = len(batch)
+    expected = {"dense": (n, dense_dim), "ids": (n, n_categorical), "multi": (n, n_multi, max_len)}
+    for name, shape in expected.items():
+        got = tuple(getattr(batch, name).shape)
+        if got != shape:
+            raise DataError(
+                f"{where}: model tensor {name!r} has shape {list(got)}, {reader} expects {list(shape)}; "
+                "was it preprocessed with another preprocessor?"
+            )
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,17 @@ Named parts::
     ids   B x C ── per table: index_select, fold, nn.Embedding ──┐                          │
     multi B x M x L ── per table: index_select, fold,            ├─► V: B x F x D ─► B x F*D ┤
                        nn.Embedding, padding -> zero row, mean ──┘     │                    │
-                       (dot_interaction) pairwise dots of V ───────────┴─► B x F(F-1)/2 ───┤
-    ids, multi ── (history_match) log1p(list length), log1p(#list entries == candidate) ──► ┤
-                                                   MLP(hidden) ─► Linear ─► logit B ◄───────┘
+                       (dot_interaction) PairwiseDots of V ────────────┴─► B x F(F-1)/2 ───┤
+    ids, multi ── (history_match) HistoryMatch: log1p(list length), log1p(#hits of candidate) ┤
+                                           FeedForward(hidden) ─► Linear ─► logit B ◄───────┘
 
 ``forward`` takes the FULL preprocessed tensors of the data contract (``recdistill/data/batch.py``,
 teacher-only columns included) and selects the student's columns with registered index
 buffers, so serving passes ``Preprocessor.transform`` output straight in and the student can
 never read a ``teacher_only`` column. Multi-valued features use ``nn.Embedding`` over the padded
 ``B x k x L`` ids (padding slots read an all-zero extra row) and a sum, not ``nn.EmbeddingBag``, which ONNX exports as a ``Loop``
-(see ``../shared/STACK.md``).
+(see ``../shared/STACK.md``). ``PairwiseDots`` and ``HistoryMatch`` are the teacher's blocks too
+(``recdistill.modules.interaction``).
 
 Folding: a table with more preprocessed rows than ``max_rows`` keeps rows 0 (padding/missing)
 and 1 (out-of-vocabulary) and maps row ``r >= 2`` to ``2 + (r - 2) % (max_rows - 2)``.
@@ -32,10 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from recdistill.data.batch import OOV_ROW, PAD_ROW, ModelBatch
+from recdistill.data.batch import OOV_ROW, PAD_ROW, ModelBatch, check_model_batch
 from recdistill.data.preprocess import Preprocessor
 from recdistill.errors import ArtefactError, DataError
-from recdistill.modules.mlp import MLP
+from recdistill.modules.interaction import HistoryMatch, PairwiseDots
+from recdistill.modules.mlp import FeedForward
 
 _SAFE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -131,19 +133,15 @@ class StudentInputs:
 
     def check_batch(self, batch: ModelBatch, where: str) -> None:
         """Raise :class:`DataError` unless ``batch`` has the full contract shapes this student expects."""
-        n = len(batch)
-        expected = {
-            "dense": (n, self.dense_dim),
-            "ids": (n, self.n_categorical),
-            "multi": (n, self.n_multi, self.max_len),
-        }
-        for name, shape in expected.items():
-            got = tuple(getattr(batch, name).shape)
-            if got != shape:
-                raise DataError(
-                    f"{where}: model tensor {name!r} has shape {list(got)}, the student expects {list(shape)}; "
-                    "was it preprocessed with another preprocessor?"
-                )
+        check_model_batch(
+            batch,
+            dense_dim=self.dense_dim,
+            n_categorical=self.n_categorical,
+            n_multi=self.n_multi,
+            max_len=self.max_len,
+            where=where,
+            reader="the student",
+        )
 
 
 def fold_rows(rows: torch.Tensor, table_rows: int) -> torch.Tensor:
@@ -161,14 +159,16 @@ class StudentMLP(nn.Module):
     ``forward(dense B x N, ids B x C, multi B x M x L) -> logits B`` on the full preprocessed
     tensors. Two optional interaction blocks feed the MLP beside the embeddings:
 
-    * ``dot_interaction``: dot products of every pair of the ``F`` feature vectors (one per
-      categorical feature, one pooled per multi-valued feature), ``B x F(F-1)/2``: e.g. the
-      pooled recent-history embedding against the candidate item, the history's categories
-      against the candidate's category (shared tables), the context against the category.
-    * ``history_match``: for every multi-valued feature ``log1p(length)``, and for every
-      (multi-valued, categorical) pair that share a table ``log1p(#entries equal to the
-      candidate's id)`` (candidate item in the recent history, recent items of its category),
-      computed on the unfolded rows with ``==`` and a sum (out-of-vocabulary never matches).
+    * ``dot_interaction`` (:class:`PairwiseDots`): dot products of every pair of the ``F``
+      feature vectors (one per categorical feature, one pooled per multi-valued feature),
+      ``B x F(F-1)/2``: e.g. the pooled recent-history embedding against the candidate item,
+      the history's categories against the candidate's category (shared tables), the context
+      against the category.
+    * ``history_match`` (:class:`HistoryMatch`): for every multi-valued feature
+      ``log1p(length)``, and for every (multi-valued, categorical) pair that share a table
+      ``log1p(#entries equal to the candidate's id)`` (candidate item in the recent history,
+      recent items of its category), table by table, on the unfolded rows (out-of-vocabulary
+      never matches).
 
     Example::
 
@@ -179,10 +179,6 @@ class StudentMLP(nn.Module):
     """
 
     dense_index: torch.Tensor  # buffer: student columns of the dense block
-    dot_index: torch.Tensor  # buffer: flat (i * F + j) positions of the upper triangle of F x F
-    match_multi: torch.Tensor  # buffers: the (multi, categorical) column pairs that share a table
-    match_cat: torch.Tensor
-    length_multi: torch.Tensor  # buffer: every student multi column
 
     def __init__(
         self,
@@ -239,23 +235,24 @@ class StudentMLP(nn.Module):
                 self.biases[key] = bias
                 self.bias_rows[key] = rows
         F = inputs.n_cat_features + inputs.n_multi_features  # feature vectors
-        i, j = torch.triu_indices(F, F, offset=1)
-        self.register_buffer("dot_index", (i * F + j).to(torch.int64))
-        pairs = [(m, c) for t in inputs.tables for m in t.multi_columns for c in t.cat_columns]
-        self.register_buffer("match_multi", torch.tensor([m for m, _ in pairs], dtype=torch.int64))
-        self.register_buffer("match_cat", torch.tensor([c for _, c in pairs], dtype=torch.int64))
-        multi_cols = [m for t in inputs.tables for m in t.multi_columns]
-        self.register_buffer("length_multi", torch.tensor(multi_cols, dtype=torch.int64))
+        # interaction blocks: index buffers only, none of them persistent (see load_student)
+        self.dots = PairwiseDots(F) if dot_interaction else None
+        self.history = (
+            HistoryMatch(
+                length_columns=[m for t in inputs.tables for m in t.multi_columns],
+                pairs=[(m, c) for t in inputs.tables for m in t.multi_columns for c in t.cat_columns],
+            )
+            if history_match
+            else None
+        )
         in_dim = len(inputs.dense_columns) + D * F
-        if dot_interaction:
-            in_dim += F * (F - 1) // 2
-        if history_match:
-            in_dim += len(pairs) + len(multi_cols)
+        for block in (self.dots, self.history):
+            in_dim += block.out_dim if block is not None else 0
         if id_bias:
             in_dim += inputs.n_cat_features
         if in_dim == 0:
             raise DataError("student: no serving-time feature left; every feature is teacher_only")
-        self.mlp = MLP(in_dim, hidden, dropout=dropout)
+        self.mlp = FeedForward(in_dim, hidden, dropout=dropout)
         self.logit = nn.Linear(self.mlp.out_dim, 1)
 
     def _lookup(self, k: int, rows: torch.Tensor) -> torch.Tensor:
@@ -288,14 +285,6 @@ class StudentMLP(nn.Module):
             return torch.zeros(ids.shape[0], 0, self.embedding_dim)
         return torch.cat(vecs, dim=1)
 
-    def match_features(self, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
-        """``[log1p(length) per multi, log1p(#matches) per shared-table pair]``: FP32 ``B x (Mm + P)``."""
-        lengths = (multi.index_select(1, self.length_multi) != PAD_ROW).sum(2)  # B x Mm
-        hist = multi.index_select(1, self.match_multi)  # B x P x L
-        target = ids.index_select(1, self.match_cat).unsqueeze(2)  # B x P x 1
-        hits = ((hist == target) & (target > OOV_ROW)).sum(2)  # B x P
-        return torch.log1p(torch.cat([lengths, hits], dim=1).to(torch.float32))
-
     def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
         """FP32 ``B x N``, INT64 ``B x C``, INT64 ``B x M x L`` (full contract widths) -> FP32 logits ``B``."""
         B = dense.shape[0]
@@ -304,11 +293,10 @@ class StudentMLP(nn.Module):
             parts.append(dense.index_select(1, self.dense_index))  # B x Nd
         vecs = self.feature_vectors(ids, multi)  # B x F x D
         parts.append(vecs.reshape(B, -1))  # B x F*D
-        if self.dot_interaction:
-            gram = torch.bmm(vecs, vecs.transpose(1, 2))  # B x F x F
-            parts.append(gram.reshape(B, -1).index_select(1, self.dot_index))  # B x F(F-1)/2
-        if self.history_match:
-            parts.append(self.match_features(ids, multi))
+        if self.dots is not None:
+            parts.append(self.dots(vecs))  # B x F(F-1)/2
+        if self.history is not None:
+            parts.append(self.history(ids, multi))  # B x (Mm + P)
         for k, key in enumerate(self.keys):
             if key in self.biases:  # B x kc scalars
                 rows = ids.index_select(1, getattr(self, f"{key}_cat"))
@@ -341,18 +329,15 @@ def batch_tensors(b: ModelBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     )
 
 
-def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Trainable parameters: ``embedding`` (tables), ``dense`` (MLP and logit), ``total``."""
-    emb = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("embeddings.", "biases.")))
-    total = sum(p.numel() for p in model.parameters())
-    return {"embedding": emb, "dense": total - emb, "total": total}
-
-
 # -- checkpoint -------------------------------------------------------------------------------------
 CHECKPOINT_FILE = "model.pt"
-CHECKPOINT_FORMAT = "recdistill.student_mlp/2"
+CHECKPOINT_FORMAT = "recdistill.student_mlp/3"
 # /1: embeddings + MLP only (no interaction blocks); still loads, as a model without them
-READABLE_FORMATS = ("recdistill.student_mlp/1", CHECKPOINT_FORMAT)
+# /2: the interaction blocks' index buffers were stored in the weights; still loads, ignoring them
+# /3: those buffers are derived from the inputs when the model is built, not stored
+READABLE_FORMATS = ("recdistill.student_mlp/1", "recdistill.student_mlp/2", CHECKPOINT_FORMAT)
+# entries of a /2 state_dict that /3 rebuilds from the inputs instead of loading
+_DERIVED_IN_V2 = ("dot_index", "match_multi", "match_cat", "length_multi")
 
 
 def checkpoint_dict(
@@ -380,7 +365,8 @@ def checkpoint_dict(
 def load_student(path: str | Path) -> tuple[StudentMLP, str]:
     """``(model in eval mode, preprocess fingerprint)`` from a ``model.pt`` (a file or its folder).
 
-    Reads formats ``recdistill.student_mlp/1`` (no interaction blocks) and ``/2``.
+    Reads formats ``recdistill.student_mlp/1`` (no interaction blocks), ``/2`` (index buffers
+    stored with the weights) and ``/3``.
     """
     p = Path(path)
     if p.is_dir():
@@ -410,8 +396,8 @@ def load_student(path: str | Path) -> tuple[StudentMLP, str]:
         dropout=float(arch.get("dropout", 0.0)),
     )
     state = ckpt["state_dict"]
-    if fmt == "recdistill.student_mlp/1":  # buffers added in /2 are derived from the inputs
-        state = {**model.state_dict(), **state}
+    if fmt != CHECKPOINT_FORMAT:  # /1 lacks the /2 index buffers, /2 has them: both rebuild them
+        state = {k: v for k, v in state.items() if k not in _DERIVED_IN_V2}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -2,15 +2,16 @@
 
 Named parts (each a block from ``recdistill.modules``)::
 
-    ids, multi ──► SparseArch (EmbeddingBagCollection) ──► E: B x F x D
-    ids, multi ──► SequenceMatch (history lengths, candidate-in-history counts) ──► S
-    x0 = [E, dense, S, pairwise dots of E (DLRM)]           B x N0
-         ├── GroupTowers (user / item / context over E, dense) ─► B x G x T (+ their dots)
-         ├── CrossNet (DCN-v2) ─────────────────────────────────► B x N0
-         └── deep MLP ──────────────────────────────────────────► B x H
-    OverArch([cross, deep, towers, tower dots]) ──► one click logit per row
+    ids, multi ──► PooledEmbeddings (EmbeddingBagCollection) ──► E: B x F x D
+    ids, multi ──► HistoryMatch (history lengths, candidate-in-history counts) ──► S
+    x0 = [E, dense, S, PairwiseDots of E (DLRM)]           B x N0
+         ├── GroupTowers (user / item / context over E, dense) ─► B x G x T (+ PairwiseDots)
+         ├── CrossLayers (DCN-v2) ──────────────────────────────► B x N0
+         └── deep FeedForward ──────────────────────────────────► B x H
+    LogitHead([cross, deep, towers, tower dots]) ──► one click logit per row
 
-``forward`` is pure (model tensors in, logits ``B`` out); the loss lives in
+``HistoryMatch`` and ``PairwiseDots`` (``recdistill.modules.interaction``) are the student's
+blocks too. ``forward`` is pure (model tensors in, logits ``B`` out); the loss lives in
 :class:`TeacherTrainTask`. :class:`TeacherInputs` says which tensors the model reads; it is
 built from a fitted preprocessor and stored with every checkpoint.
 """
@@ -26,13 +27,13 @@ import torch
 from torch import nn
 
 from recdistill.config.teacher import TeacherConfig
-from recdistill.data.batch import ModelBatch
+from recdistill.data.batch import ModelBatch, check_model_batch
 from recdistill.data.schema import GROUPS, Schema
 from recdistill.errors import DataError
-from recdistill.modules.crossnet import CrossNet
-from recdistill.modules.interaction import SequenceMatch, pairwise_dots
-from recdistill.modules.mlp import MLP
-from recdistill.modules.sparse import SparseArch, SparseFeature
+from recdistill.modules.crossnet import CrossLayers
+from recdistill.modules.interaction import HistoryMatch, PairwiseDots
+from recdistill.modules.mlp import FeedForward
+from recdistill.modules.sparse import PooledEmbeddings, SparseFeature
 from recdistill.modules.towers import GroupTowers
 
 
@@ -120,19 +121,20 @@ class TeacherInputs:
         return out
 
     def check_batch(self, batch: ModelBatch, where: str) -> None:
-        """Raise :class:`DataError` if ``batch`` has the wrong shapes or ids outside a table."""
-        n = len(batch)
-        expected = {
-            "dense": (n, self.dense_dim),
-            "ids": (n, self.n_categorical),
-            "multi": (n, self.n_multi, self.max_len),
-        }
-        for name, shape in expected.items():
-            got = getattr(batch, name).shape
-            if tuple(got) != shape:
-                raise DataError(
-                    f"{where}: model tensor {name!r} has shape {list(got)}, the teacher expects {list(shape)}"
-                )
+        """Raise :class:`DataError` if ``batch`` has the wrong shapes, ids outside a table or non-finite dense values.
+
+        First the shapes (:func:`check_model_batch`, as for the student), then what only the
+        teacher checks: every embedding row within its table, and a finite dense block.
+        """
+        check_model_batch(
+            batch,
+            dense_dim=self.dense_dim,
+            n_categorical=self.n_categorical,
+            n_multi=self.n_multi,
+            max_len=self.max_len,
+            where=where,
+            reader="the teacher",
+        )
         for f in self.sparse:
             col = batch.ids[:, f.column] if f.kind == "categorical" else batch.multi[:, f.column, :]
             if col.size and (int(col.min()) < 0 or int(col.max()) >= f.rows):
@@ -154,12 +156,16 @@ def _scaled(dims: Sequence[int], scale: float) -> tuple[int, ...]:
     return tuple(max(1, round(d * scale)) for d in dims)
 
 
-class OverArch(nn.Module):
-    """MLP over the concatenated arms, then one linear logit: ``B x N -> B``."""
+class LogitHead(nn.Module):
+    """The over-arch: a feed-forward stack over the concatenated arms, then one linear logit.
+
+    ``B x N -> B``. Not TorchRec's ``OverArch`` (whose last layer size is an argument and whose
+    layers are named ``model.0``/``model.1``): this one always ends in one logit.
+    """
 
     def __init__(self, in_dim: int, dims: Sequence[int], *, dropout: float = 0.0) -> None:
         super().__init__()
-        self.mlp = MLP(in_dim, dims, dropout=dropout)
+        self.mlp = FeedForward(in_dim, dims, dropout=dropout)
         self.logit = nn.Linear(self.mlp.out_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,8 +182,8 @@ class Teacher(nn.Module):
         super().__init__()
         D = cfg.embedding_dim
         scale = cfg.width_scale(member)
-        self.sparse = SparseArch(inputs.sparse, D)
-        self.sequence = SequenceMatch(inputs.sparse)
+        self.sparse = PooledEmbeddings(inputs.sparse, D)
+        self.history = HistoryMatch.shared_tables(inputs.sparse)
         groups = {
             g: (
                 [i for i, f in enumerate(inputs.sparse) if f.group == g],
@@ -187,25 +193,27 @@ class Teacher(nn.Module):
         }
         self.towers = GroupTowers(groups, D, _scaled(cfg.tower_dims, scale), dropout=cfg.dropout)
         F = len(inputs.sparse)
-        n0 = F * D + inputs.dense_dim + self.sequence.out_dim + F * (F - 1) // 2
-        self.cross = CrossNet(n0, cfg.cross_layers, cfg.cross_low_rank) if cfg.cross_layers > 0 else None
-        self.deep = MLP(n0, _scaled(cfg.deep_dims, scale), dropout=cfg.dropout)
+        self.emb_dots = PairwiseDots(F)
+        n0 = F * D + inputs.dense_dim + self.history.out_dim + self.emb_dots.out_dim
+        self.cross = CrossLayers(n0, cfg.cross_layers, cfg.cross_low_rank) if cfg.cross_layers > 0 else None
+        self.deep = FeedForward(n0, _scaled(cfg.deep_dims, scale), dropout=cfg.dropout)
         G = self.towers.num_towers
+        self.tower_dots = PairwiseDots(G)
         over_in = (
             (n0 if self.cross is not None else 0)
             + self.deep.out_dim
             + G * self.towers.out_dim
-            + G * (G - 1) // 2
+            + self.tower_dots.out_dim
         )
-        self.over = OverArch(over_in, _scaled(cfg.over_dims, scale), dropout=cfg.dropout)
+        self.over = LogitHead(over_in, _scaled(cfg.over_dims, scale), dropout=cfg.dropout)
 
     def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
         """FP32 ``B x N``, INT64 ``B x C``, INT64 ``B x M x L`` -> FP32 logits ``B``."""
         emb = self.sparse(ids, multi)  # B x F x D
         B = emb.shape[0]
-        x0 = torch.cat([emb.reshape(B, -1), dense, self.sequence(ids, multi), pairwise_dots(emb)], dim=1)
+        x0 = torch.cat([emb.reshape(B, -1), dense, self.history(ids, multi), self.emb_dots(emb)], dim=1)
         towers = self.towers(emb, dense)  # B x G x T
-        arms = [self.deep(x0), towers.reshape(B, -1), pairwise_dots(towers)]
+        arms = [self.deep(x0), towers.reshape(B, -1), self.tower_dots(towers)]
         if self.cross is not None:
             arms.insert(0, self.cross(x0))
         return self.over(torch.cat(arms, dim=1))
@@ -229,11 +237,17 @@ class TeacherEnsemble(nn.Module):
 
 
 def build_teacher(inputs: TeacherInputs, cfg: TeacherConfig) -> TeacherEnsemble:
-    """A freshly initialised ensemble; member ``k`` is seeded with ``cfg.seed + k`` (deterministic)."""
+    """A freshly initialised ensemble on the CPU; member ``k``'s weights come from seed ``cfg.seed + k``.
+
+    Deterministic and free of side effects: each member is drawn from the CPU generator inside
+    :func:`torch.random.fork_rng`, which puts the caller's generator state back afterwards (the
+    weights are those a global ``torch.manual_seed(cfg.seed + k)`` gave before).
+    """
     members = []
     for k in range(cfg.ensemble_size):
-        torch.manual_seed(cfg.seed + k)
-        members.append(Teacher(inputs, cfg, member=k))
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(cfg.seed + k)
+            members.append(Teacher(inputs, cfg, member=k))
     return TeacherEnsemble(members)
 
 
@@ -255,15 +269,3 @@ class TeacherTrainTask(nn.Module):
         logits = self.model.member_logits(dense, ids, multi)  # K x B
         loss = torch.stack([self.loss_fn(lg, label) for lg in logits]).mean()
         return loss, logits.mean(0).detach()
-
-
-def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Parameter counts: ``embedding`` (EBC tables), ``dense`` (everything else), ``total``."""
-    emb = dense = 0
-    for name, p in model.state_dict().items():
-        n = int(np.prod(p.shape))
-        if "embedding_bags" in name:
-            emb += n
-        else:
-            dense += n
-    return {"embedding": emb, "dense": dense, "total": emb + dense}

@@ -3,6 +3,10 @@
 Layer ``l`` computes ``x_{l+1} = x_0 * (W_l x_l + b_l) + x_l`` where ``*`` is elementwise. With a
 low rank ``r``, ``W_l = U_l V_l`` (``U_l: N x r``, ``V_l: r x N``), which cuts parameters and
 compute from ``N^2`` to ``2 N r`` per layer. ``L`` layers model crosses up to degree ``L + 1``.
+
+Named ``CrossLayers``, not ``CrossNet``: TorchRec's ``CrossNet``/``LowRankCrossNet`` compute the
+same formula with other parameters (``W_kernels``, ``V_kernels``), initialisation and matmul
+order, so they are not a drop-in with identical numbers or checkpoints.
 """
 
 from __future__ import annotations
@@ -11,14 +15,14 @@ import torch
 from torch import nn
 
 
-class CrossNet(nn.Module):
+class CrossLayers(nn.Module):
     """DCN-v2 cross layers, full rank (``low_rank=0``) or low rank.
 
     Input ``B x N``, output ``B x N``.
 
     Example::
 
-        net = CrossNet(in_dim=40, num_layers=3, low_rank=8)
+        net = CrossLayers(in_dim=40, num_layers=3, low_rank=8)
         net(torch.randn(16, 40)).shape  # torch.Size([16, 40])
     """
 

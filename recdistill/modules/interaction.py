@@ -1,57 +1,121 @@
-"""Explicit interactions: dot products between feature vectors, and target-aware history counts."""
+"""Explicit interactions shared by the teacher and the MLP student: pairwise dots and history matches.
+
+Both blocks build their index tensors once in ``__init__`` as non-persistent buffers (as
+TorchRec's ``InteractionArch`` builds its ``triu_indices``): they follow the module across
+devices, never enter a ``state_dict`` (so checkpoints hold weights only) and export to ONNX as
+plain ``Gather``/``MatMul``/``Equal``/``ReduceSum``/``Log`` nodes, no ``Loop``/``Scan``/``If``.
+
+* :class:`PairwiseDots`: the DLRM dot interaction, every pair of ``F`` vectors,
+  ``B x F x D -> B x F(F-1)/2`` in upper-triangle order ``(0,1), (0,2), .., (F-2,F-1)``.
+* :class:`HistoryMatch`: for multi-valued features, ``log1p(list length)``; for (multi-valued,
+  categorical) pairs that share an embedding table, ``log1p(how often the candidate's row occurs
+  in the list)``. Padding (``PAD_ROW``) is not counted in a length and out-of-vocabulary
+  (``OOV_ROW``) never matches: every unknown id shares one row, so equal rows say nothing.
+
+Each model picks its columns and their order (the teacher by :class:`SparseFeature` order,
+the student table by table), so the modules take those columns, not a feature list.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from recdistill.modules.sparse import SparseFeature
+from recdistill.data.batch import OOV_ROW, PAD_ROW
+
+if TYPE_CHECKING:  # the student imports this module without TorchRec
+    from recdistill.modules.sparse import SparseFeature
 
 
-def pairwise_dots(x: torch.Tensor) -> torch.Tensor:
-    """Dot products of every pair of vectors (DLRM interaction): ``B x G x T -> B x G(G-1)/2``.
+def _index(values: Sequence[int]) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=torch.int64)
+
+
+class PairwiseDots(nn.Module):
+    """Dot products of every pair of ``num_vectors`` vectors: ``B x F x D -> B x F(F-1)/2``.
+
+    One batched ``Gram = X X^T`` (``B x F x F``), then its strict upper triangle, read through a
+    flat index buffer built once here. ``F < 2`` gives ``B x 0``.
 
     Example::
 
-        pairwise_dots(torch.ones(2, 3, 4)).shape  # torch.Size([2, 3]); every entry is 4.0
-    """
-    G = x.shape[1]
-    gram = torch.bmm(x, x.transpose(1, 2))  # B x G x G
-    i, j = torch.triu_indices(G, G, offset=1, device=x.device)
-    return gram[:, i, j]
-
-
-class SequenceMatch(nn.Module):
-    """Target-aware statistics of multi-valued features (no parameters).
-
-    For every multi-valued feature ``m``: ``log1p(length)``. For every pair (multi-valued ``m``,
-    categorical ``c``) that share an embedding table (``vocab_from``): ``log1p(#entries of m equal
-    to c)``, e.g. how often the candidate item, or its category, occurs in the user's history.
-    Padding (row 0) and out-of-vocabulary rows (1) never match.
-
-    ``forward(ids B x C, multi B x M x L) -> B x (M + P)`` FP32, ``P`` = number of such pairs.
+        dots = PairwiseDots(3)
+        dots(torch.ones(2, 3, 4))  # tensor([[4., 4., 4.], [4., 4., 4.]]): pairs (0,1), (0,2), (1,2)
     """
 
-    def __init__(self, features: Sequence[SparseFeature]) -> None:
+    triu_flat: torch.Tensor  # INT64 [F(F-1)/2]: i * F + j for every i < j
+
+    def __init__(self, num_vectors: int) -> None:
         super().__init__()
-        cats = [f for f in features if f.kind == "categorical"]
-        multis = [f for f in features if f.kind == "multi"]
-        self.pairs = [(m.column, c.column) for m in multis for c in cats if m.table == c.table]
-        self.pair_names = [(m.name, c.name) for m in multis for c in cats if m.table == c.table]
-        self.n_multi = len(multis)
+        F = num_vectors
+        i, j = torch.triu_indices(F, F, offset=1)
+        self.register_buffer("triu_flat", (i * F + j).to(torch.int64), persistent=False)
+        self.num_vectors = F
 
     @property
     def out_dim(self) -> int:
-        return self.n_multi + len(self.pairs)
+        return self.num_vectors * (self.num_vectors - 1) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """FP32 ``B x F x D`` -> ``B x F(F-1)/2``."""
+        gram = torch.bmm(x, x.transpose(1, 2))  # B x F x F
+        return gram.flatten(1).index_select(1, self.triu_flat)
+
+
+class HistoryMatch(nn.Module):
+    """Target-aware counts over multi-valued features (no parameters).
+
+    ``length_columns``: multi columns whose ``log1p(#non-padding entries)`` is an output.
+    ``pairs``: ``(multi column, categorical column)``; output ``log1p(#entries of the list equal
+    to the categorical row)``, 0 when that row is padding/missing or out-of-vocabulary.
+    ``forward(ids B x C, multi B x M x L) -> FP32 B x (len(length_columns) + len(pairs))``:
+    lengths first, then pairs, each in the given order. The counts are exact integers and
+    ``log1p`` works element by element, so one ``log1p`` over all columns gives the bits of one
+    per column (the teacher's old layout; ``tests/test_student_interactions.py`` checks it).
+
+    Example::
+
+        match = HistoryMatch(length_columns=[0], pairs=[(0, 0)])
+        ids = torch.tensor([[5], [1]])                    # candidate rows; 1 = out-of-vocabulary
+        multi = torch.tensor([[[5, 5, 7, 0]], [[1, 1, 0, 0]]])
+        match(ids, multi)  # log1p of [[3, 2], [2, 0]]: the lengths, then the candidate's hits
+    """
+
+    length_index: torch.Tensor  # INT64 [Mm]: multi columns whose length is counted
+    pair_multi: torch.Tensor  # INT64 [P]: the multi column of every pair
+    pair_cat: torch.Tensor  # INT64 [P]: the categorical column of every pair
+
+    def __init__(self, length_columns: Sequence[int], pairs: Sequence[tuple[int, int]]) -> None:
+        super().__init__()
+        self.length_columns = tuple(length_columns)
+        self.pairs = tuple((int(m), int(c)) for m, c in pairs)
+        self.register_buffer("length_index", _index(self.length_columns), persistent=False)
+        self.register_buffer("pair_multi", _index([m for m, _ in self.pairs]), persistent=False)
+        self.register_buffer("pair_cat", _index([c for _, c in self.pairs]), persistent=False)
+
+    @classmethod
+    def shared_tables(cls, features: Sequence[SparseFeature]) -> HistoryMatch:
+        """Every multi column's length, and every (multi, categorical) pair reading one table.
+
+        Order: multi features as listed; pairs multi-major, then categorical as listed.
+        """
+        cats = [f for f in features if f.kind == "categorical"]
+        multis = [f for f in features if f.kind == "multi"]
+        pairs = [(m.column, c.column) for m in multis for c in cats if m.table == c.table]
+        return cls([m.column for m in multis], pairs)
+
+    @property
+    def out_dim(self) -> int:
+        return len(self.length_columns) + len(self.pairs)
 
     def forward(self, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
-        """INT64 ``B x C``, ``B x M x L`` -> FP32 ``B x (M + P)``."""
-        lengths = (multi != 0).sum(-1).float()  # B x M
-        outs = [torch.log1p(lengths)]
-        for m, c in self.pairs:
-            target = ids[:, c : c + 1]  # B x 1
-            hits = ((multi[:, m, :] == target) & (target > 1)).sum(-1, keepdim=True).float()
-            outs.append(torch.log1p(hits))
-        return torch.cat(outs, dim=1)
+        """INT64 ``B x C`` and ``B x M x L`` -> FP32 ``B x (Mm + P)``."""
+        lengths = (multi.index_select(1, self.length_index) != PAD_ROW).sum(2)  # B x Mm
+        hist = multi.index_select(1, self.pair_multi)  # B x P x L
+        target = ids.index_select(1, self.pair_cat).unsqueeze(2)  # B x P x 1
+        known = target > OOV_ROW  # B x P x 1: a real id (PAD_ROW and OOV_ROW are below FIRST_ID_ROW)
+        hits = ((hist == target) & known).sum(2)  # B x P
+        return torch.log1p(torch.cat([lengths, hits], dim=1).to(torch.float32))

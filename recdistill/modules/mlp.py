@@ -1,4 +1,8 @@
-"""A stack of fully connected layers: the building block of towers, the deep arm and the over-arch."""
+"""A stack of fully connected layers: the building block of towers, the deep arm and the over-arch.
+
+Named ``FeedForward``, not ``MLP``: TorchRec's ``torchrec.modules.mlp.MLP`` takes other arguments
+(``layer_sizes``, ``activation``) and stores its layers under other names.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import torch
 from torch import nn
 
 
-class MLP(nn.Module):
+class FeedForward(nn.Module):
     """``Linear -> ReLU (-> Dropout)`` for every width in ``dims``.
 
     Input ``B x in_dim``, output ``B x dims[-1]`` (``B x in_dim`` when ``dims`` is empty).
@@ -16,7 +20,7 @@ class MLP(nn.Module):
 
     Example::
 
-        mlp = MLP(32, (64, 16))
+        mlp = FeedForward(32, (64, 16))
         mlp(torch.randn(8, 32)).shape  # torch.Size([8, 16])
     """
 

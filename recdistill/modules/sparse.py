@@ -1,4 +1,4 @@
-"""Sparse arch: padded id tensors -> TorchRec ``KeyedJaggedTensor`` -> pooled embeddings.
+"""Pooled embeddings: padded id tensors -> TorchRec ``KeyedJaggedTensor`` -> pooled embeddings.
 
 Every id feature (categorical and multi-valued, including ``teacher_only`` ones) is one key of a
 TorchRec :class:`~torchrec.EmbeddingBagCollection`. Features that share a vocabulary
@@ -6,6 +6,10 @@ TorchRec :class:`~torchrec.EmbeddingBagCollection`. Features that share a vocabu
 history gets the average of its rows. Row 0 of a categorical feature is the learned "missing"
 embedding; in a multi-valued feature 0 is padding and is left out of the bag (an empty bag pools
 to zeros).
+
+Named ``PooledEmbeddings``, not ``SparseArch``: TorchRec's ``SparseArch`` receives a built
+``EmbeddingBagCollection`` and a ``KeyedJaggedTensor`` and orders features table by table; this
+block builds its collection from :class:`SparseFeature` and orders features by column.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def padded_to_kjt(ids: torch.Tensor, multi: torch.Tensor, keys: list[str]) -> Ke
     return KeyedJaggedTensor(keys=keys, values=values, lengths=lengths)
 
 
-class SparseArch(nn.Module):
+class PooledEmbeddings(nn.Module):
     """Pooled embeddings of every id feature.
 
     ``forward(ids B x C, multi B x M x L) -> B x F x D`` with ``F = C + M`` in ``features`` order.
@@ -95,14 +99,14 @@ class SparseArch(nn.Module):
     Example::
 
         f = [SparseFeature("item", "categorical", 0, "item", 10, "item")]
-        SparseArch(f, 4)(torch.tensor([[3], [0]]), torch.zeros(2, 0, 1, dtype=torch.long)).shape
+        PooledEmbeddings(f, 4)(torch.tensor([[3], [0]]), torch.zeros(2, 0, 1, dtype=torch.long)).shape
         # torch.Size([2, 1, 4])
     """
 
     def __init__(self, features: Sequence[SparseFeature], embedding_dim: int) -> None:
         super().__init__()
         if not features:
-            raise ValueError("the sparse arch needs at least one id feature")
+            raise ValueError("pooled embeddings need at least one id feature")
         cats = [f for f in features if f.kind == "categorical"]
         multis = [f for f in features if f.kind == "multi"]
         if [f.column for f in cats] != list(range(len(cats))) or [f.column for f in multis] != list(

@@ -1,4 +1,4 @@
-"""Feature-group towers: one MLP per group (user, item, context) over that group's features."""
+"""Feature-group towers: one feed-forward stack per group (user, item, context) over that group's features."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from recdistill.modules.mlp import MLP
+from recdistill.modules.mlp import FeedForward
 
 
 class GroupTowers(nn.Module):
@@ -39,7 +39,7 @@ class GroupTowers(nn.Module):
             self.register_buffer(f"_feat_{g}", torch.tensor(list(feats), dtype=torch.long), persistent=False)
             self.register_buffer(f"_dense_{g}", torch.tensor(list(dense), dtype=torch.long), persistent=False)
             in_dim = len(feats) * embedding_dim + len(dense)
-            self.towers[g] = MLP(in_dim, dims, dropout=dropout)
+            self.towers[g] = FeedForward(in_dim, dims, dropout=dropout)
         self.out_dim = dims[-1]
 
     @property

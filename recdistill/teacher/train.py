@@ -27,8 +27,10 @@ from tqdm import tqdm
 from recdistill.config.loader import to_mapping
 from recdistill.config.teacher import TeacherConfig
 from recdistill.data.batch import ModelBatch, Targets
+from recdistill.data.batching import epoch_batches, epoch_rng
 from recdistill.errors import ArtefactError, DataError
-from recdistill.models.teacher import TeacherInputs, TeacherTrainTask, build_teacher, count_parameters
+from recdistill.models.params import count_parameters
+from recdistill.models.teacher import TeacherInputs, TeacherTrainTask, build_teacher
 from recdistill.teacher import checkpoint as ckpt
 from recdistill.teacher.distributed import (
     DistContext,
@@ -72,13 +74,6 @@ def lr_factor(cfg: TeacherConfig, step: int, total_steps: int) -> float:
     if cfg.schedule == "linear":
         return 1.0 - (1.0 - floor) * t
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def epoch_batches(n_rows: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
-    """Row indices of one epoch as ``steps x batch_size`` (shuffled, last partial batch dropped)."""
-    steps = n_rows // batch_size
-    perm = np.random.default_rng([seed, epoch]).permutation(n_rows)
-    return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
 def _check_labels(data: Split, name: str) -> None:
@@ -184,7 +179,7 @@ def _train(
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"] + 1
         torch.manual_seed(cfg.seed * 1000 + epoch)
-        batches = epoch_batches(n, cfg.batch_size, cfg.seed, epoch)
+        batches = epoch_batches(n, cfg.batch_size, epoch_rng(cfg.seed, epoch), drop_last=True)
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"teacher epoch {epoch}/{cfg.epochs}",

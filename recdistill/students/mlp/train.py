@@ -36,18 +36,14 @@ from recdistill.config.distill import DistillLossConfig
 from recdistill.config.loader import to_mapping
 from recdistill.config.students import MlpStudentConfig
 from recdistill.data.batch import ModelBatch, Targets
+from recdistill.data.batching import epoch_batches
 from recdistill.data.preprocess import Preprocessor, preprocess_fingerprint
 from recdistill.errors import ArtefactError
 from recdistill.io_utils import atomic_path, atomic_write_json
 from recdistill.losses import DistillTargets, WeightedSum, build_loss
 from recdistill.metrics import auc, logloss
-from recdistill.models.student_mlp import (
-    CHECKPOINT_FILE,
-    StudentInputs,
-    StudentMLP,
-    checkpoint_dict,
-    count_parameters,
-)
+from recdistill.models.params import count_parameters
+from recdistill.models.student_mlp import CHECKPOINT_FILE, StudentInputs, StudentMLP, checkpoint_dict
 from recdistill.probability import sigmoid
 
 Split = tuple[ModelBatch, Targets]
@@ -68,30 +64,6 @@ def build_student(pre: Preprocessor, cfg: MlpStudentConfig) -> StudentMLP:
         id_bias_max_rows=cfg.max_bias_rows_per_table,
         dropout=cfg.dropout,
     )
-
-
-def epoch_batches(
-    n_rows: int, batch_size: int, rng: np.random.Generator, groups: np.ndarray | None = None
-) -> list[np.ndarray]:
-    """Row indices of one epoch's batches; every row appears exactly once.
-
-    ``groups`` ``[n_rows]`` INT64 request codes: requests are shuffled and kept whole, and a
-    batch holds the requests whose first row falls in its ``batch_size`` window (so it has
-    about ``batch_size`` rows). ``None``: rows are shuffled freely.
-    """
-    if n_rows == 0:
-        return []
-    if groups is None:
-        perm = rng.permutation(n_rows)
-        return [perm[s : s + batch_size] for s in range(0, n_rows, batch_size)]
-    uniq, codes = np.unique(groups, return_inverse=True)
-    rank = rng.permutation(uniq.size)[codes.reshape(-1)]  # [n_rows] shuffled position of each row's request
-    order = np.argsort(rank, kind="stable")  # rows of one request are now adjacent
-    new_request = np.r_[True, rank[order][1:] != rank[order][:-1]]  # [n_rows] first row of a request
-    starts = np.flatnonzero(new_request)  # [R] position of each request's first row
-    batch_of_row = (starts // batch_size)[np.cumsum(new_request) - 1]
-    cuts = np.flatnonzero(np.diff(batch_of_row)) + 1
-    return np.split(order, cuts)
 
 
 class _Rows:
@@ -265,7 +237,7 @@ def train_mlp(
     best_state: dict[str, torch.Tensor] = {}
     stale, train_seconds = 0, 0.0
     for epoch in range(cfg.epochs):
-        batches = epoch_batches(len(ts), cfg.batch_size, rng, ts.groups if ts.whole_requests else None)
+        batches = epoch_batches(len(ts), cfg.batch_size, rng, groups=ts.groups if ts.whole_requests else None)
         t0 = time.perf_counter()
         train_loss = _run_epoch(
             model, opt, objective, ts, batches, desc=f"mlp epoch {epoch}", progress=progress
