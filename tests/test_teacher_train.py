@@ -47,7 +47,7 @@ def test_epoch_batches_shuffle_by_epoch_and_drop_last() -> None:
 
 
 def test_fused_sparse_optimizer_uses_configured_lr() -> None:
-    """The STACK.md trap: tables must train with the configured optimiser, not FBGEMM's SGD at 0.01."""
+    """The trap in docs/stack.md: tables must train with the configured optimiser, not FBGEMM's SGD at 0.01."""
     cfg = dataclasses.replace(
         TINY_CFG, sparse_optimizer="sgd", lr_sparse=0.5, warmup_steps=0, schedule="constant"
     )

@@ -75,15 +75,37 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
+class PublicDatasetConfig:
+    """A public click log built into the run's ``data/`` (``source: movielens100k``).
+
+    ``scenario``: ``same_features`` or ``privileged`` (a long history only the teacher sees; see
+    :mod:`recdistill.datasets.movielens`). ``max_users`` keeps a fixed subset of users (tests).
+    ``cache_dir``: where the downloaded files are kept (default ``$RECDISTILL_CACHE`` or
+    ``~/.cache/recdistill``).
+    """
+
+    scenario: Literal["same_features", "privileged"] = "same_features"
+    max_users: int | None = None
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.scenario not in ("same_features", "privileged"):
+            raise ValueError(f"scenario must be same_features or privileged, got {self.scenario!r}")
+        if self.max_users is not None and self.max_users < 2:
+            raise ValueError(f"max_users must be >= 2 (or null for every user), got {self.max_users}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
-    """``source: generate`` makes synthetic data; ``source: files`` reads the user's click log.
+    """``source: generate`` makes synthetic data; ``source: files`` reads the user's click log;
+    ``source: movielens100k`` builds the MovieLens-100k click log (``dataset`` section).
 
     With ``files``: ``train``/``valid``/``test`` (and optionally ``transfer``) are paths to
     Parquet, CSV or Criteo TSV files; ``schema`` is the path of ``schema.json``. With ``criteo``
     format the schema is built in (label, I1..I13, C1..C26) and ``schema`` may be omitted.
     """
 
-    source: Literal["generate", "files"] = "generate"
+    source: Literal["generate", "files", "movielens100k"] = "generate"
     format: Literal["parquet", "csv", "criteo"] = "parquet"
     train: str | None = None
     valid: str | None = None
@@ -91,3 +113,4 @@ class DataConfig:
     transfer: str | None = None
     schema: str | None = None
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    dataset: PublicDatasetConfig = field(default_factory=PublicDatasetConfig)

@@ -11,6 +11,7 @@ from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.config.loader import from_mapping, load_yaml
 from recdistill.config.loadtest import LoadTestConfig
 from recdistill.config.report import ReportConfig
+from recdistill.config.search import SearchConfig
 from recdistill.config.serving import ServingConfig
 from recdistill.config.soft_labels import SoftLabelConfig
 from recdistill.config.students import MlpStudentConfig
@@ -28,6 +29,7 @@ class RunConfig:
     student_mlp: MlpStudentConfig = field(default_factory=MlpStudentConfig)
     distill: DistillLossConfig = field(default_factory=DistillLossConfig)
     gbdt: GbdtStudentConfig = field(default_factory=GbdtStudentConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     loadtest: LoadTestConfig = field(default_factory=LoadTestConfig)
     report: ReportConfig = field(default_factory=ReportConfig)

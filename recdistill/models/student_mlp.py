@@ -15,7 +15,7 @@ teacher-only columns included) and selects the student's columns with registered
 buffers, so serving passes ``Preprocessor.transform`` output straight in and the student can
 never read a ``teacher_only`` column. Multi-valued features use ``nn.Embedding`` over the padded
 ``B x k x L`` ids (padding slots read an all-zero extra row) and a sum, not ``nn.EmbeddingBag``, which ONNX exports as a ``Loop``
-(see ``../shared/STACK.md``). ``PairwiseDots`` and ``HistoryMatch`` are the teacher's blocks too
+(see ``docs/stack.md``). ``PairwiseDots`` and ``HistoryMatch`` are the teacher's blocks too
 (``recdistill.modules.interaction``).
 
 Folding: a table with more preprocessed rows than ``max_rows`` keeps rows 0 (padding/missing)

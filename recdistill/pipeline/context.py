@@ -66,7 +66,7 @@ class RunContext:
     def split_path(self, split: str) -> Path | None:
         """The file of one split: generated into ``data/`` or the user's configured file."""
         d = self.cfg.data
-        if d.source == "generate":
+        if d.source != "files":  # generated or built into data/
             return find_split(self.data_dir, split)
         configured = getattr(d, split)
         return Path(configured) if configured else None
@@ -86,6 +86,10 @@ class RunContext:
             if d.schema is None:
                 raise ConfigError(f"{self.config_path}: data.schema is required for data.source=files")
             return Schema.load(d.schema)
+        if d.source == "movielens100k" and not (self.data_dir / "schema.json").exists():
+            from recdistill.datasets.movielens import movielens_schema
+
+            return movielens_schema(d.dataset.scenario)  # before the data stage has run
         return Schema.load(self.data_dir)
 
     # -- fingerprints ----------------------------------------------------------------------------

@@ -47,6 +47,6 @@ def preflight(ctx: RunContext) -> None:
 
 def _schema_if_known(ctx: RunContext) -> Schema | None:
     d = ctx.cfg.data
-    if d.source == "files":
+    if d.source in ("files", "movielens100k"):
         return ctx.schema()
     return None  # generated data: the generator writes a schema every student can use

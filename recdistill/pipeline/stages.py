@@ -6,6 +6,7 @@ the runner skips the stage when they match the manifest and its outputs exist.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,10 @@ def _data_inputs(ctx: RunContext) -> dict[str, str]:
     d = ctx.cfg.data
     if d.source == "generate":
         return {"generator": ctx.hash_config(d.generator)}
+    if d.source == "movielens100k":
+        from recdistill.datasets.movielens import MEMBERS
+
+        return {"dataset": ctx.hash_config(d.dataset), "files": json.dumps(MEMBERS, sort_keys=True)}
     out = {f"file:{s}": ctx.hash_path(ctx.split_path(s)) for s in SPLITS}
     out["schema"] = ctx.hash_path(d.schema)
     out["format"] = d.format
@@ -60,6 +65,15 @@ def _data_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
 
         with atomic_path(ctx.data_dir) as tmp:
             metrics["generator"] = generate(d.generator, tmp)
+    elif d.source == "movielens100k":
+        from recdistill.datasets.movielens import build_movielens
+
+        metrics["dataset"] = build_movielens(
+            ctx.data_dir,
+            scenario=d.dataset.scenario,
+            cache_dir=d.dataset.cache_dir,
+            max_users=d.dataset.max_users,
+        )
     else:
         for split in LABELLED_SPLITS:
             if ctx.split_path(split) is None:

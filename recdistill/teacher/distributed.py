@@ -4,7 +4,7 @@ Training always runs through ``DistributedModelParallel`` (DMP), also in a singl
 (world size 1): DMP swaps the ``EmbeddingBagCollection`` for fused FBGEMM table-batched kernels,
 which train faster than the unsharded collection (see ``benchmarks`` numbers in the report).
 
-Traps handled here (``../shared/STACK.md``):
+Traps handled here (``docs/stack.md``):
   * the sparse optimiser is set explicitly with ``apply_optimizer_in_backward``; without it the
     planner still picks the fused kernel and tables train with FBGEMM's default SGD at lr 0.01;
   * row-wise sharding is offered only for CUDA by TorchRec's sharder; :class:`CpuRowWiseSharder`
