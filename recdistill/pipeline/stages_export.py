@@ -112,6 +112,8 @@ def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         choose=choose_served,
     )
     for served, sel in result["selection"].items():
+        if len(sel["valid_auc"]) < 2:
+            continue
         print(f"  {served}: serve {sel['served']} (validation AUC " + ", ".join(
             f"{n} {v:.4f}" for n, v in sel["valid_auc"].items()) + ")")  # fmt: skip
     return {

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from pathlib import Path
 from typing import Any
 
 from recdistill.config.distill import DistillLossConfig
+from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.config.students import MlpStudentConfig
 from recdistill.data.splits import find_split
+from recdistill.io_utils import atomic_path, atomic_write_json, read_json
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.stages import Stage
 
@@ -120,7 +123,39 @@ def _mlp_inputs(ctx: RunContext) -> dict[str, str]:
         "soft_labels": ctx.hash_path(ctx.soft_labels_dir),
         "student_mlp": ctx.hash_config(ctx.cfg.student_mlp),
         "distill": ctx.hash_config(ctx.cfg.distill),
+        "search": ctx.hash_config(ctx.cfg.search.mlp),
     }
+
+
+def point_label(changes: dict[str, float]) -> str:
+    """A grid point's folder name, e.g. ``alpha0.5_listwise0``; ``base`` when nothing changes."""
+    return "_".join(f"{k}{v:g}" for k, v in changes.items()) or "base"
+
+
+def choose_on_validation(
+    ctx: RunContext, family: str, rows: dict[str, dict[str, Any]], chosen_dir: Path
+) -> str:
+    """Copy the grid point with the best validation AUC to ``chosen_dir`` and record the search
+    (``search.json`` beside it and ``students/<family>_search.json``); returns its label.
+
+    ``rows``: label -> {"changes": {...}, "valid_auc": f, "dir": Path, ...}. Ties go to the first
+    point of the grid.
+    """
+    labels = list(rows)
+    best = max(labels, key=lambda n: (rows[n]["valid_auc"], -labels.index(n)))
+    record = {
+        "rule": "highest validation AUC (the test split is never read)",
+        "chosen": best,
+        "chosen_settings": rows[best]["changes"],
+        "points": {n: {k: v for k, v in r.items() if k != "dir"} for n, r in rows.items()},
+    }
+    with atomic_path(chosen_dir) as tmp:
+        shutil.copytree(rows[best]["dir"], tmp)
+        atomic_write_json(tmp / "search.json", record)
+    atomic_write_json(ctx.students_dir / f"{family}_search.json", record)
+    print(f"  {family} search: chose {best} (validation AUC {rows[best]['valid_auc']:.4f}) among "
+          + ", ".join(f"{n} {r['valid_auc']:.4f}" for n, r in rows.items()))  # fmt: skip
+    return best
 
 
 def mlp_variants(ctx: RunContext) -> dict[str, tuple[DistillLossConfig, MlpStudentConfig]]:
@@ -138,20 +173,47 @@ def mlp_variants(ctx: RunContext) -> dict[str, tuple[DistillLossConfig, MlpStude
 
 
 def _mlp_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.config.search import grid
     from recdistill.students.mlp.distill import distill_mlp
 
-    out: dict[str, Any] = {}
-    for name, (loss, cfg) in mlp_variants(ctx).items():
-        d = ctx.student_dir(name)
-        summary = distill_mlp(
+    def train(loss: DistillLossConfig, cfg: MlpStudentConfig, out_dir: Path) -> dict[str, Any]:
+        kd = loss.kind == "kd"
+        return distill_mlp(
             data_dir=ctx.data_dir,
             preprocess_dir=ctx.preprocess_dir,
-            soft_dir=ctx.soft_labels_dir if loss.kind == "kd" else None,
-            out_dir=d,
+            soft_dir=ctx.soft_labels_dir if kd else None,
+            out_dir=out_dir,
             cfg=cfg,
             loss_cfg=loss,
-            teacher=ctx.teacher_dir if loss.kind == "kd" else None,
+            teacher=ctx.teacher_dir if kd else None,
         )
+
+    out: dict[str, Any] = {}
+    variants = mlp_variants(ctx)
+    base, cfg = variants["mlp_distilled"]
+    points = grid(base, ctx.cfg.search.mlp) if base.kind == "kd" else [({}, base)]
+    searched = len(points) > 1
+    if searched:  # choose the distillation settings on validation
+        rows: dict[str, dict[str, Any]] = {}
+        losses: dict[str, DistillLossConfig] = {}
+        for changes, point in points:
+            label = point_label(changes)
+            d = ctx.students_dir / "search" / "mlp" / label
+            summary = train(point, cfg, d)
+            losses[label] = point
+            rows[label] = {"changes": changes, "valid_auc": summary["valid"]["auc"],
+                           "valid_logloss": summary["valid"]["logloss"], "objective": summary["objective"],
+                           "dir": d}  # fmt: skip
+        best = choose_on_validation(ctx, "mlp", rows, ctx.student_dir("mlp_distilled"))
+        out["search"] = {n: {k: v for k, v in r.items() if k != "dir"} for n, r in rows.items()}
+        out["search_chosen"] = best
+        variants = {
+            name: (losses[best] if loss.kind == "kd" else loss, c) for name, (loss, c) in variants.items()
+        }
+    for name, (loss, c) in variants.items():
+        d = ctx.student_dir(name)
+        copied = name == "mlp_distilled" and searched  # the chosen grid point, copied above
+        summary = read_json(d / "metrics.json") if copied else train(loss, c, d)
         out[name] = {k: summary[k] for k in ("objective", "params", "best_epoch", "valid")}
     return out
 
@@ -165,25 +227,43 @@ def _gbdt_inputs(ctx: RunContext) -> dict[str, str]:
         **_hash_data(ctx),
         "soft_labels": ctx.hash_path(ctx.soft_labels_dir),
         "gbdt": ctx.hash_config(ctx.cfg.gbdt),
+        "search": ctx.hash_config(ctx.cfg.search.gbdt),
     }
 
 
 def _gbdt_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.config.search import grid
     from recdistill.students.gbdt.distill import distill_gbdt
 
-    out: dict[str, Any] = {}
-    for name in GBDT_STUDENTS:
-        hard = name == "gbdt_hard"
-        d = ctx.student_dir(name)
-        m = distill_gbdt(
+    def train(cfg: GbdtStudentConfig, hard: bool, out_dir: Path) -> dict[str, Any]:
+        return distill_gbdt(
             data_dir=ctx.data_dir,
             preprocess_dir=ctx.preprocess_dir,
             soft_dir=None if hard else ctx.soft_labels_dir,
-            out_dir=d,
-            cfg=ctx.cfg.gbdt,
+            out_dir=out_dir,
+            cfg=cfg,
             hard=hard,
         )
-        out[name] = {k: m.get(k) for k in ("label", "best_iteration", "valid_auc", "valid_logloss")}
+
+    keys = ("label", "best_iteration", "valid_auc", "valid_logloss")
+    out: dict[str, Any] = {}
+    points = grid(ctx.cfg.gbdt, ctx.cfg.search.gbdt)
+    if len(points) > 1:
+        rows: dict[str, dict[str, Any]] = {}
+        for changes, point in points:
+            d = ctx.students_dir / "search" / "gbdt" / point_label(changes)
+            m = train(point, False, d)
+            rows[point_label(changes)] = {"changes": changes, "valid_auc": m["valid_auc"],
+                                          "valid_logloss": m["valid_logloss"], "dir": d}  # fmt: skip
+        out["search_chosen"] = choose_on_validation(ctx, "gbdt", rows, ctx.student_dir("gbdt_distilled"))
+        out["search"] = {n: {k: v for k, v in r.items() if k != "dir"} for n, r in rows.items()}
+        m = read_json(ctx.student_dir("gbdt_distilled") / "metrics.json")
+        out["gbdt_distilled"] = {k: m.get(k) for k in keys}
+    else:
+        m = train(ctx.cfg.gbdt, False, ctx.student_dir("gbdt_distilled"))
+        out["gbdt_distilled"] = {k: m.get(k) for k in keys}
+    m = train(ctx.cfg.gbdt, True, ctx.student_dir("gbdt_hard"))
+    out["gbdt_hard"] = {k: m.get(k) for k in keys}
     return out
 
 
