@@ -100,6 +100,10 @@ def lightgbm_plain(
         "categorical": categorical,
         "best_iteration": best,
         "train_seconds": round(seconds, 2),
+        # the model's size the way the evaluation counts a GBDT's: splits + leaves of every tree kept
+        "tree_nodes": sum(
+            2 * t["num_leaves"] - 1 for t in booster.dump_model(num_iteration=best)["tree_info"]
+        ),
     }
     for s, df in frames.items():
         result[s] = _metrics(df, schema, np.asarray(booster.predict(X[s][0], num_iteration=best)))
