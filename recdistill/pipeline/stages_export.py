@@ -129,9 +129,37 @@ def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
 def _report_inputs(ctx: RunContext) -> dict[str, str]:
     return {
         "evaluation": ctx.hash_path(ctx.run_dir / "evaluation.json"),
+        "teacher": ctx.hash_path(ctx.teacher_dir / "teacher.json"),
+        "search": ctx.hash_path(ctx.students_dir / "mlp_search.json")
+        + ctx.hash_path(ctx.students_dir / "gbdt_search.json"),
         "loadtest": ctx.hash_path(ctx.loadtest_dir / "summary.json"),
         "report": ctx.hash_config(ctx.cfg.report),
     }
+
+
+def training_choices(ctx: RunContext) -> dict[str, Any]:
+    """What was chosen on validation before evaluation: the teacher's epoch, the soft-label method,
+    each student's distillation settings (for the report)."""
+    out: dict[str, Any] = {}
+    meta = ctx.teacher_dir / "teacher.json"
+    if meta.exists():
+        t = read_json(meta)
+        out["teacher"] = {
+            "epochs_run": t.get("epochs_run"),
+            "best_epoch": t.get("best_epoch"),
+            "valid_logloss": [h.get("valid_logloss") for h in t.get("history", [])],
+            "valid_auc": [h.get("valid_auc") for h in t.get("history", [])],
+        }
+    manifest = ctx.soft_labels_dir / "manifest.json"
+    if manifest.exists():
+        m = read_json(manifest)
+        out["soft_labels"] = {"method": m.get("method", "in_sample"), "heldout": m.get("heldout"),
+                              "folds": m.get("folds")}  # fmt: skip
+    for family in ("mlp", "gbdt"):
+        search = ctx.students_dir / f"{family}_search.json"
+        if search.exists():
+            out.setdefault("search", {})[family] = read_json(search)
+    return out
 
 
 def _report_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
@@ -144,7 +172,12 @@ def _report_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     loadtest = read_json(lt_path) if lt_path.exists() else None
     machine = (loadtest or {}).get("machine") or machine_description()
     _, html = write_report(
-        ctx.run_dir, evaluation=evaluation, loadtest=loadtest, title=ctx.cfg.report.title, machine=machine
+        ctx.run_dir,
+        evaluation=evaluation,
+        loadtest=loadtest,
+        title=ctx.cfg.report.title,
+        machine=machine,
+        choices=training_choices(ctx),
     )
     rec = recommend(evaluation, loadtest)
     atomic_write_json(ctx.run_dir / "recommendation.json", {"model": rec.model, "text": rec.text})

@@ -69,6 +69,7 @@ def write_report(
     loadtest: Mapping[str, Any] | None,
     title: str,
     machine: str,
+    choices: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and ``report_assets/*.png``; returns the two paths."""
     assets = run_dir / "report_assets"
@@ -109,6 +110,9 @@ def write_report(
     md: list[str] = [f"# {title}", "", "## Recommendation", "", rec.text, ""]
     if verdicts:
         md += ["## Did distillation pay off?", "", *[f"- {v}" for v in verdicts], ""]
+    choice_lines = choices_markdown(evaluation, choices or {})
+    if choice_lines:
+        md += ["## What was chosen on the validation split", "", *choice_lines, ""]
     md += ["## Quality on the test split", "", _CHOICE_NOTE, ""]
     if bayes is not None:
         md += [f"Bayes-optimal AUC (from the generator's true click probability): {bayes:.4f}.", ""]
@@ -134,6 +138,8 @@ def write_report(
             "<h2>Did distillation pay off?</h2>",
             "<ul>" + "".join(f"<li>{_md_inline(v)}</li>" for v in verdicts) + "</ul>",
         ]
+    if choice_lines:
+        body += ["<h2>What was chosen on the validation split</h2>", _md_block_html(choice_lines)]
     body += ["<h2>Quality on the test split</h2>", f"<p>{_md_inline(_CHOICE_NOTE)}</p>"]
     if bayes is not None:
         body.append(f"<p>Bayes-optimal AUC: {bayes:.4f}.</p>")
@@ -165,6 +171,74 @@ _CHOICE_NOTE = (
     "`served as` names the variant of each student that is served: the one with the highest validation AUC "
     "(`valid AUC`); the other columns are measured on the test split, which chooses nothing."
 )
+
+
+def choices_markdown(evaluation: Mapping[str, Any], choices: Mapping[str, Any]) -> list[str]:
+    """Markdown lines: the teacher's epochs, the soft-label method, each student's search and the
+    served variants, every one with the validation numbers that decided it."""
+    lines: list[str] = []
+    t = choices.get("teacher")
+    if t and t.get("epochs_run"):
+        per_epoch = ", ".join(f"{x:.4f}" for x in t["valid_logloss"] if x is not None)
+        lines.append(f"- Teacher: trained {t['epochs_run']} epoch(s), kept epoch {t['best_epoch']} "
+                     f"(validation logloss by epoch: {per_epoch}).")  # fmt: skip
+    sl = choices.get("soft_labels")
+    if sl:
+        if sl["method"] == "out_of_fold" and sl.get("folds"):
+            f = sl["folds"]
+            lines.append(f"- Soft labels of the training rows: out of fold ({f['folds']} fold teachers, folds by "
+                         f"{f['group_by']}; validation/test/transfer rows scored by "
+                         f"{'the full teacher' if sl.get('heldout') == 'full' else 'the fold teachers mean'}).")  # fmt: skip
+        else:
+            lines.append(
+                "- Soft labels of the training rows: in sample (the full teacher scored its own training rows)."
+            )
+    for family, search in (choices.get("search") or {}).items():
+        lines += [
+            "",
+            f"Distillation settings of `{family}_distilled` (every grid point, validation AUC):",
+            "",
+        ]
+        lines += ["| point | settings | valid AUC | valid logloss |", "|---|---|---|---|"]
+        for name, p in search["points"].items():
+            mark = " **(chosen)**" if name == search["chosen"] else ""
+            settings = ", ".join(f"{k}={v:g}" for k, v in p["changes"].items()) or "base"
+            lines.append(f"| {name}{mark} | {settings} | {p['valid_auc']:.4f} | {p['valid_logloss']:.4f} |")
+    selection = evaluation.get("selection") or {}
+    served = [(s, sel) for s, sel in selection.items() if len(sel.get("valid_auc", {})) > 1]
+    if served:
+        lines += [
+            "",
+            "Served variant of each student (highest validation AUC; hard-label twins compete):",
+            "",
+        ]
+        for s, sel in served:
+            aucs = ", ".join(f"`{n}` {v:.4f}" for n, v in sel["valid_auc"].items())
+            lines.append(f"- `{s}` serves `{sel['served']}` ({aucs}).")
+    return lines
+
+
+def _md_block_html(lines: list[str]) -> str:
+    """The few markdown shapes :func:`choices_markdown` writes (list items, tables, paragraphs)."""
+    out: list[str] = []
+    table: list[list[str]] = []
+    for line in [*lines, ""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-"):
+                table.append([c.strip() for c in line.strip("|").split("|")])
+            continue
+        if table:
+            head = "".join(f"<th>{_md_inline(h)}</th>" for h in table[0])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_md_inline(c)}</td>" for c in r) + "</tr>" for r in table[1:]
+            )
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            table = []
+        if line.startswith("- "):
+            out.append(f"<p>{_md_inline(line[2:])}</p>")
+        elif line:
+            out.append(f"<p>{_md_inline(line)}</p>")
+    return "\n".join(out)
 
 
 def _md_inline(text: str) -> str:
