@@ -79,3 +79,20 @@ def test_movielens_subsample_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     assert "## Did distillation pay off?" in report and "embedding-MLP student" in report
     rec = read_json(run / "recommendation.json")
     assert rec["text"] and json.dumps(rec)
+
+
+def test_more_folds_than_users_stops_before_any_teacher_trains(tmp_path: Path) -> None:
+    from recdistill.errors import ConfigError
+
+    raw = {**CONFIG, "run_dir": str(tmp_path / "run"), "soft_labels": {"method": "out_of_fold", "folds": 500}}
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    from recdistill.config import load_config
+    from recdistill.pipeline.context import RunContext
+    from recdistill.pipeline.runner import run_pipeline
+
+    with pytest.raises(
+        ConfigError, match=r"soft_labels.folds is 500, but the train split has only \d+ users"
+    ):
+        run_pipeline(RunContext(load_config(cfg), config_path=str(cfg)))
+    assert not (tmp_path / "run" / "teacher").exists() and not (tmp_path / "run" / "fold_teachers").exists()

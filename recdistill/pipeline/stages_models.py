@@ -31,6 +31,8 @@ def _teacher_inputs(ctx: RunContext) -> dict[str, str]:
 def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.teacher.train import run_train_teacher
 
+    if out_of_fold(ctx):
+        check_folds(ctx)  # more folds than users or requests fails here, before any teacher trains
     if not resume and ctx.teacher_dir.exists():
         shutil.rmtree(ctx.teacher_dir)  # inputs changed: checkpoints of another run must not resume
     res = run_train_teacher(
@@ -53,6 +55,21 @@ def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
 # -- cross-fitted fold teachers -----------------------------------------------------------------------
 def out_of_fold(ctx: RunContext) -> bool:
     return ctx.cfg.soft_labels.method == "out_of_fold"
+
+
+def check_folds(ctx: RunContext) -> None:
+    """Raise :class:`ConfigError` when the training split cannot fill ``soft_labels.folds`` folds."""
+    from recdistill.data.raw import targets_from_frame
+    from recdistill.data.readers import read_frame
+    from recdistill.teacher.folds import fold_assignment
+
+    schema = ctx.schema()
+    train = find_split(ctx.data_dir, "train")
+    if train is None:
+        return
+    keys = [c for c in (schema.row_key, schema.request_id, schema.user_id) if c is not None]
+    targets = targets_from_frame(read_frame(train, columns=keys), schema, source=str(train))
+    fold_assignment(targets, schema, ctx.cfg.soft_labels, where=str(train))
 
 
 def _cross_fit_inputs(ctx: RunContext) -> dict[str, str]:
