@@ -39,6 +39,50 @@ IN_SAMPLE = "in_sample"
 _EXAMPLES = 5
 
 
+def write_soft_labels_dir(
+    soft_dir: str | Path,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    row_key: str,
+    source_hash: str,
+    source: str,
+    method: str = IN_SAMPLE,
+) -> Path:
+    """Write soft labels held in memory: ``splits`` maps a split to (row keys INT64 ``[N]``, logits
+    FP32 ``[N]``); one ``<split>.parquet`` each plus ``manifest.json``, in the layout above, each
+    file atomically (``source_hash`` names the model that scored them, e.g. a student generation)."""
+    import pyarrow as pa
+
+    from recdistill.io_utils import atomic_path, atomic_write_json
+    from recdistill.probability import sigmoid
+
+    out = Path(soft_dir)
+    meta = {HASH_KEY: source_hash.encode(), METHOD_KEY: method.encode()}
+    rows = {}
+    for split, (keys, logits) in splits.items():
+        table = pa.table(
+            {
+                row_key: pa.array(np.asarray(keys, dtype=np.int64)),
+                LOGIT: pa.array(np.asarray(logits, dtype=np.float32)),
+                PROB: pa.array(sigmoid(logits).astype(np.float32)),
+            }
+        ).replace_schema_metadata(meta)
+        with atomic_path(soft_label_path(out, split)) as tmp:
+            pq.write_table(table, tmp)
+        rows[split] = {"file": f"{split}.parquet", "rows": len(keys)}
+    atomic_write_json(
+        out / MANIFEST_FILE,
+        {
+            "teacher_hash": source_hash,
+            "teacher": source,
+            "method": method,
+            "row_key": row_key,
+            "splits": rows,
+        },
+    )
+    return out
+
+
 def read_manifest(soft_dir: str | Path) -> dict[str, Any]:
     """``soft_labels/manifest.json`` as a dict; it must name the teacher (``teacher_hash``)."""
     path = Path(soft_dir) / MANIFEST_FILE
