@@ -186,7 +186,6 @@ def _own_click_log(path: Path, n: int = 6000) -> None:
     }).write_csv(path)  # fmt: skip
 
 
-@pytest.mark.slow
 def test_your_data_in_three_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """README "Your data in three steps": init-schema, edit, run (on a one-file CSV split by time)."""
     log = tmp_path / "clicks.csv"
