@@ -27,7 +27,7 @@ from recdistill.data.infer_schema import (
     label_candidates,
     read_sample,
 )
-from recdistill.data.readers import FORMATS, resolve_source
+from recdistill.data.readers import FORMATS, detect_format, resolve_source
 from recdistill.errors import ConfigError, SchemaError
 from recdistill.io_utils import atomic_write_text
 
@@ -42,13 +42,25 @@ def register(sub: Any) -> None:
     p.add_argument(
         "source", metavar="FILE|DIR|GLOB", help="the click log: one file, a folder of parts, or a glob"
     )
-    p.add_argument("--label", help="the 0/1 label column (never guessed: without it, candidates are listed)")
-    p.add_argument("--user", help="user id column (per-user metrics, a user split; also a feature)")
-    p.add_argument("--request", help="request id column (per-request metrics, listwise distillation)")
+    p.add_argument(
+        "--label",
+        metavar="COL",
+        help="the 0/1 label column (never guessed: without it, candidates are listed)",
+    )
+    p.add_argument(
+        "--user", metavar="COL", help="user id column (per-user metrics, a user split; also a feature)"
+    )
+    p.add_argument(
+        "--request", metavar="COL", help="request id column (per-request metrics, listwise distillation)"
+    )
     p.add_argument(
         "--time", help="time column (numbers or dates): ignored as a feature, the log is split by it"
     )
-    p.add_argument("--row-key", help="a column of unique integer row ids (default: rows keyed by position)")
+    p.add_argument(
+        "--row-key",
+        metavar="COL",
+        help="a column of unique integer row ids (default: rows keyed by position)",
+    )
     p.add_argument("--categorical", default="", metavar="A,B", help="columns forced to be categorical ids")
     p.add_argument("--dense", default="", metavar="C,D", help="columns forced to be dense numbers")
     p.add_argument("--ignore", default="", metavar="E,F", help="columns not to use")
@@ -69,7 +81,8 @@ def _names(value: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     paths = resolve_source(args.source)
-    sample = read_sample(paths, fmt=args.format, rows=args.sample_rows)
+    fmt = args.format or detect_format(paths[0])
+    sample = read_sample(paths, fmt=fmt, rows=args.sample_rows)
     where = str(paths[0]) if len(paths) == 1 else f"{args.source} ({len(paths)} files)"
     if args.label is None:
         found = label_candidates(sample)
@@ -84,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         user=args.user,
         request=args.request,
         time=args.time,
-        row_key=args.row_key,
+        row_key=args.row_key or ("row_id" if fmt == "criteo" else None),  # Criteo's line numbers
         categorical=_names(args.categorical),
         dense=_names(args.dense),
         ignore=_names(args.ignore),
