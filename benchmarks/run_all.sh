@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=../.venv/bin/python
 $PY bench_data_gen.py
+$PY bench_data_tsv.py   # writes a 10M-row Criteo-format TSV (2.6 GB) into a temporary folder
 $PY bench_students.py --sweep
 $PY bench_teacher.py   # its own 3M-row run (benchmarks/configs/teacher.yaml)
 $PY bench_real.py      # MovieLens-100k, both scenarios, 3 student seeds

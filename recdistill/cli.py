@@ -22,6 +22,7 @@ from recdistill.pipeline.plugins import plugins
 # Order is the order of ``recdistill --help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "run",
+    "init-schema",
     "generate",
     "validate",
     "preprocess",

@@ -165,3 +165,78 @@ def test_bring_your_own_criteo_tsv(tmp_path: Path) -> None:
     evaluation = read_json(tmp_path / "run" / "evaluation.json")
     assert evaluation["models"]["teacher"]["auc"] > 0.6  # the planted category signal is learnt
     assert "gauc" not in evaluation["models"]["teacher"]  # Criteo has no user column
+
+
+def _own_click_log(path: Path, n: int = 6000) -> None:
+    """One CSV log as a user has it: text ids, a `|` list column, an unused column, a timestamp,
+    no row id. Clicks depend on the item and on one genre (learnable signal)."""
+    rng = np.random.default_rng(7)
+    item = rng.integers(0, 60, n)
+    genres = [sorted({int(g) for g in rng.integers(0, 12, rng.integers(0, 4))}) for _ in range(n)]
+    has_7 = np.array([7 in g for g in genres])
+    logit = -1.5 + 1.5 * (item % 3 == 0) + 2.0 * has_7
+    pl.DataFrame({
+        "ts": np.sort(rng.integers(1_700_000_000, 1_700_900_000, n)),
+        "visitor": [f"v{x}" for x in rng.integers(0, 150, n)],
+        "ad_id": [f"ad-{x}" for x in item],
+        "genres": ["|".join(str(g) for g in gs) for gs in genres],
+        "bid": rng.lognormal(0, 1, n),
+        "comment": rng.normal(size=n),  # unused
+        "click": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int),
+    }).write_csv(path)  # fmt: skip
+
+
+def test_your_data_in_three_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """README "Your data in three steps": init-schema, edit, run (on a one-file CSV split by time)."""
+    log = tmp_path / "clicks.csv"
+    _own_click_log(log)
+    schema_path = tmp_path / "mylog" / "schema.json"
+    # 1. init-schema
+    args = [
+        "init-schema",
+        str(log),
+        "--label",
+        "click",
+        "--user",
+        "visitor",
+        "--time",
+        "ts",
+        "--out",
+        str(schema_path),
+    ]
+    assert main(args) == 0
+    assert "text lists separated by '|'" in capsys.readouterr().out
+    # 2. edit: the unused column out, tiny model sizes into the run config
+    schema = json.loads(schema_path.read_text())
+    assert {f["name"]: f["kind"] for f in schema["features"]}["genres"] == "multi"
+    schema["features"] = [f for f in schema["features"] if f["name"] != "comment"]
+    schema["ignore"].append("comment")
+    schema_path.write_text(json.dumps(schema, indent=2))
+    run_yaml = schema_path.parent / "run.yaml"
+    cfg = yaml.safe_load(run_yaml.read_text())
+    tiny = yaml.safe_load(TINY.read_text())
+    cfg.update({k: v for k, v in tiny.items() if k not in ("run_dir", "data")})
+    cfg["run_dir"] = str(tmp_path / "run")
+    cfg["loadtest"]["candidates"] = 32
+    cfg["teacher"].update({"epochs": 3, "batch_size": 256})
+    run_yaml.write_text(yaml.safe_dump(cfg))
+    # 3. run
+    assert main(["run", "--config", str(run_yaml), "--until", "evaluate"]) == 0
+    run = tmp_path / "run"
+    data = read_json(run / "manifest.json")["stages"]["data"]["metrics"]
+    assert data["row_key"] == "position" and data["train"]["rows"] > 4 * data["test"]["rows"] > 0
+    ts = pl.read_csv(log).get_column("ts").sort()
+    assert data["train"]["rows"] == int((ts < ts[int(0.8 * len(ts))]).sum())  # the time rule
+    test = pl.read_parquet(run / "data" / "test.parquet")
+    assert (
+        "comment" not in test.columns
+        and "ts" not in test.columns
+        and test.schema["genres"] == pl.List(pl.Int64)
+    )
+    soft = pl.read_parquet(run / "soft_labels" / "test.parquet")
+    assert sorted(soft.get_column("_row_position").to_list()) == list(range(test.height))
+    evaluation = read_json(run / "evaluation.json")
+    assert evaluation["models"]["teacher"]["auc"] > 0.65 and "gauc" in evaluation["models"]["mlp_distilled"]
+    capsys.readouterr()
+    assert main(["run", "--config", str(run_yaml), "--until", "evaluate"]) == 0
+    assert capsys.readouterr().out.count("skipped (inputs unchanged)") == stage_names().index("evaluate") + 1

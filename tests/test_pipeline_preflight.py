@@ -60,3 +60,48 @@ def test_cli_reports_unknown_stage_and_key(tmp_path: Path, capsys: pytest.Captur
     p.write_text(f"run_dir: {tmp_path / 'r'}\n")
     assert main(["run", "--config", str(p), "--from", "trian"]) == 2
     assert "--from 'trian' is not a stage" in capsys.readouterr().err
+
+
+def test_one_log_config_is_checked_before_any_stage(tmp_path: Path) -> None:
+    schema = tmp_path / "schema.json"
+    schema.write_text(
+        '{"label": "click", "row_key": null, "request_id": null, "user_id": null,'
+        ' "features": [{"name": "x", "kind": "dense"}]}'
+    )
+    log = tmp_path / "log.csv"
+    log.write_text("click,x\n1,0.5\n")
+    cases = [
+        (
+            {"path": str(tmp_path / "logs" / "*.csv"), "split": {"by": "random"}},
+            "data.path: ",
+            "the glob matches no file",
+        ),
+        ({"path": str(log), "split": {"by": "user"}}, "data.split.by: user needs a user column", ""),
+        (
+            {"path": str(tmp_path / "nope.csv"), "split": {"by": "random"}},
+            "data.path names",
+            "does not exist",
+        ),
+    ]
+    for data, fragment, more in cases:
+        ctx = _ctx(tmp_path, {"data": {"source": "files", "schema": str(schema), **data}})
+        with pytest.raises(ConfigError) as e:
+            run_pipeline(ctx)
+        assert fragment in str(e.value) and more in str(e.value) and "c.yaml" in str(e.value)
+        assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"path": "log.csv", "train": "t.csv", "split": {"by": "random"}}, "either data.path"),
+        ({"path": "log.csv"}, "data.split is required with data.path"),
+        ({"train": "t.csv", "split": {"by": "random"}}, "data.split applies to data.path"),
+        ({"path": "log.csv", "split": {"by": "time"}}, "split.column is required with split.by: time"),
+        ({"path": "log.csv", "split": {"fractions": [0.9, 0.2, 0.1]}}, "split.fractions must be three"),
+    ],
+)
+def test_bad_data_section(tmp_path: Path, data: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match="c.yaml") as e:
+        _ctx(tmp_path, {"data": {"source": "files", **data}})
+    assert fragment in str(e.value)

@@ -58,3 +58,37 @@ def test_unknown_extension(tmp_path: Path) -> None:
     p.write_text("x")
     with pytest.raises(DataError, match="cannot tell the format"):
         read_frame(p)
+
+
+def test_iter_frames_streams_csv_in_one_pass(tmp_path: Path) -> None:
+    import polars as pl
+
+    p = tmp_path / "f.csv"
+    pl.DataFrame({"a": np.arange(1000), "b": np.arange(1000) * 0.5}).write_csv(p)
+    frames = list(iter_frames(p, batch_rows=300))
+    assert [len(f) for f in frames] == [300, 300, 300, 100]
+    assert pl.concat(frames).equals(read_frame(p))
+
+
+def test_scan_files_reads_parts_in_order_and_checks_headers(tmp_path: Path) -> None:
+    import polars as pl
+
+    from recdistill.data.readers import resolve_source, scan_files
+
+    for i in range(3):
+        pl.DataFrame({"a": [i, i]}).write_csv(tmp_path / f"part{i}.csv")
+    files = resolve_source(str(tmp_path / "part*.csv"))
+    assert scan_files(files).collect().get_column("a").to_list() == [0, 0, 1, 1, 2, 2]
+    pl.DataFrame({"b": [9]}).write_csv(tmp_path / "part3.csv")
+    with pytest.raises(DataError, match=r"part3.csv: header \['b'\] differs"):
+        scan_files(resolve_source(tmp_path))
+    (tmp_path / "x.parquet").write_bytes(b"")
+    with pytest.raises(DataError, match="mixes formats"):
+        resolve_source(tmp_path)
+
+
+def test_header_naming_a_column_twice(tmp_path: Path) -> None:
+    p = tmp_path / "f.csv"
+    p.write_text("a,b,a\n1,2,3\n")
+    with pytest.raises(DataError, match=r"f.csv: the header names column\(s\) \['a'\] twice"):
+        read_frame(p)

@@ -83,3 +83,44 @@ def test_all_teacher_only_rejected() -> None:
     raw = {"label": "y", "features": [{"name": "a", "kind": "dense", "teacher_only": True}]}
     with pytest.raises(SchemaError, match="every feature is teacher_only"):
         Schema.from_dict(raw, source="s.json")
+
+
+def test_no_row_key_means_position_and_round_trips(tmp_path: Path) -> None:
+    from recdistill.data.schema import ROW_POSITION
+
+    schema = Schema.from_dict(_schema(row_key=None), source="s.json")
+    assert schema.keyed_by_position and schema.row_key == ROW_POSITION
+    schema.save(tmp_path)
+    assert json.loads((tmp_path / "schema.json").read_text())["row_key"] is None
+    assert Schema.load(tmp_path) == schema
+    assert not Schema.from_dict(_schema(), source="s.json").keyed_by_position  # omitted: row_id
+
+
+def test_ignore_and_sep_parse_and_round_trip(tmp_path: Path) -> None:
+    raw = _schema(ignore=["timestamp", "rating"])
+    raw["features"].append({"name": "genres", "kind": "multi", "max_len": 6, "sep": "|"})
+    schema = Schema.from_dict(raw, source="s.json")
+    assert schema.ignore == ("timestamp", "rating") and schema.feature("genres").sep == "|"
+    schema.save(tmp_path)
+    assert Schema.load(tmp_path) == schema
+
+
+@pytest.mark.parametrize(
+    ("changes", "feature", "fragment"),
+    [
+        ({"ignore": ["price"]}, None, "column 'price' is named twice"),
+        ({"ignore": ["user_id"]}, None, "column 'user_id' is named twice"),
+        ({"ignore": ["ts", "ts"]}, None, "column 'ts' is named twice"),
+        ({"ignore": "ts"}, None, "'ignore' must be a list of column names"),
+        ({}, {"name": "g", "kind": "categorical", "sep": "|"}, "'sep' only applies to multi-valued"),
+        ({}, {"name": "g", "kind": "multi", "sep": ""}, "'sep' must be a non-empty string"),
+        ({}, {"name": "_row_position", "kind": "dense"}, "'_row_position' is the row key recdistill writes"),
+    ],
+)
+def test_bad_ignore_and_sep(changes: dict[str, Any], feature: dict[str, Any] | None, fragment: str) -> None:
+    raw = _schema(**changes)
+    if feature is not None:
+        raw["features"].append(feature)
+    with pytest.raises(SchemaError, match="s.json") as e:
+        Schema.from_dict(raw, source="s.json")
+    assert fragment in str(e.value)

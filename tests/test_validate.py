@@ -113,3 +113,53 @@ def test_csv_with_string_ids(tmp_path: Path, tiny_schema: Schema) -> None:
     df = tiny_frame().drop("hist").with_columns(pl.format("cat-{}", pl.col("item_cat")).alias("item_cat"))
     s = validate_file(_write(tmp_path, df, "f.csv"), schema)
     assert s.rows == 256
+
+
+def test_ignored_columns_are_allowed_and_extra_ones_suggest_ignore(
+    tmp_path: Path, tiny_schema: Schema
+) -> None:
+    df = tiny_frame().with_columns(pl.lit(1).alias("timestamp"), pl.lit("x").alias("note"))
+    with pytest.raises(SchemaError) as e:
+        validate_file(_write(tmp_path, df), tiny_schema)
+    assert "extra columns ['timestamp', 'note']" in str(e.value) and '"ignore": ["timestamp", "note"]' in str(
+        e.value
+    )
+    schema = Schema.from_dict({**tiny_schema.to_dict(), "ignore": ["timestamp", "note"]})
+    assert validate_file(_write(tmp_path, df), schema).rows == 256
+
+
+def test_label_problems_name_the_column(tmp_path: Path, tiny_schema: Schema) -> None:
+    with pytest.raises(
+        SchemaError, match=r"f.parquet: label column 'click' \(named in tiny_schema\) is missing"
+    ):
+        validate_file(_write(tmp_path, tiny_frame().drop("click")), tiny_schema)
+    bad = tiny_frame().with_columns(
+        pl.when(pl.col("row_id") == 3).then(7).otherwise(pl.col("click")).alias("click")
+    )
+    with pytest.raises(DataError, match=r"label column 'click': 1 rows are not 0 or 1 \(e.g. 7\)"):
+        validate_file(_write(tmp_path, bad), tiny_schema)
+    ok = tiny_frame().with_columns(pl.col("click") == 1)  # true/false
+    assert validate_file(_write(tmp_path, ok), tiny_schema).positives == int(tiny_frame()["click"].sum())
+
+
+def test_positional_schema_needs_no_key_column(tmp_path: Path, tiny_schema: Schema) -> None:
+    schema = Schema.from_dict({**tiny_schema.to_dict(), "row_key": None})
+    assert validate_file(_write(tmp_path, tiny_frame().drop("row_id")), schema).rows == 256
+    with pytest.raises(SchemaError, match="missing columns"):
+        validate_file(_write(tmp_path, tiny_frame().drop("row_id")), tiny_schema)
+
+
+def test_text_lists_validate_and_warn_when_the_separator_never_occurs(
+    tmp_path: Path, tiny_schema: Schema
+) -> None:
+    raw = tiny_schema.to_dict()
+    raw["features"] = [{**f, "sep": "|"} if f["name"] == "hist" else f for f in raw["features"]]
+    schema = Schema.from_dict(raw, source="s.json")
+    df = tiny_frame().with_columns(pl.col("hist").cast(pl.List(pl.String)).list.join("|"))
+    assert validate_file(_write(tmp_path, df, "f.csv"), schema).warnings == ()
+    one = df.with_columns(pl.col("hist").str.replace_all("|", ";", literal=True))
+    (warning,) = validate_file(_write(tmp_path, one, "f.csv"), schema).warnings
+    assert "f.csv: multi-valued column 'hist': the separator '|' never occurs" in warning
+    neg = df.with_columns(pl.lit("3|-4").alias("hist"))
+    with pytest.raises(DataError, match="id column 'hist': 256 negative ids"):
+        validate_file(_write(tmp_path, neg, "f.csv"), schema)

@@ -96,17 +96,51 @@ class PublicDatasetConfig:
 
 
 @dataclass(frozen=True)
+class SplitConfig:
+    """How one click log (``data.path``) is split into train / valid / test (:mod:`recdistill.data.split_log`).
+
+    * ``time``: by the ``column`` (numbers or dates): every train row is earlier than every valid
+      row, every valid row than every test row; rows at the same time are never split apart.
+    * ``user``: no user in two splits; ``column`` defaults to the schema's ``user_id``.
+    * ``random``: rows drawn at random by ``seed``; with a ``column`` (default: the schema's
+      ``request_id``, when it names one) whole groups of it (requests) are drawn, never split.
+
+    ``fractions`` are of rows (train, valid, test); user and request splits hit them up to one group.
+    """
+
+    by: Literal["time", "random", "user"] = "random"
+    column: str | None = None
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if abs(sum(self.fractions) - 1.0) > 1e-6 or any(f < 0 for f in self.fractions):
+            raise ValueError(
+                f"split.fractions must be three non-negative numbers summing to 1, got {self.fractions}"
+            )
+        if self.by == "time" and not self.column:
+            raise ValueError("split.column is required with split.by: time (the time column's name)")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """``source: generate`` makes synthetic data; ``source: files`` reads the user's click log;
     ``source: movielens100k`` builds the MovieLens-100k click log (``dataset`` section).
 
-    With ``files``: ``train``/``valid``/``test`` (and optionally ``transfer``) are paths to
-    Parquet, CSV or Criteo TSV files; ``schema`` is the path of ``schema.json``. With ``criteo``
-    format the schema is built in (label, I1..I13, C1..C26) and ``schema`` may be omitted.
+    With ``files``, either one log, ``path`` (a file, a folder of parts, or a glob) with ``split``
+    (how to cut it into train / valid / test), or three split files ``train``/``valid``/``test``;
+    ``transfer`` (unlabelled rows) is optional in both. ``schema`` is the path of ``schema.json``
+    (``recdistill init-schema`` writes one); with the ``criteo`` format it is built in (label,
+    I1..I13, C1..C26) and may be omitted. ``format``: ``parquet``, ``csv``, ``tsv`` (with a
+    header) or ``criteo``; by default it follows the file names (``.parquet``, ``.csv``, ``.tsv`` =
+    Criteo). The ``data`` stage writes every split as Parquet into ``runs/<name>/data/``, and
+    every later stage reads those.
     """
 
     source: Literal["generate", "files", "movielens100k"] = "generate"
-    format: Literal["parquet", "csv", "criteo"] = "parquet"
+    format: Literal["parquet", "csv", "tsv", "criteo"] | None = None
+    path: str | None = None
+    split: SplitConfig | None = None
     train: str | None = None
     valid: str | None = None
     test: str | None = None
@@ -114,3 +148,15 @@ class DataConfig:
     schema: str | None = None
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     dataset: PublicDatasetConfig = field(default_factory=PublicDatasetConfig)
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("train", "valid", "test") if getattr(self, k) is not None]
+        if self.path is not None and given:
+            raise ValueError(
+                f"set either data.path (one log, split for you) or data.train/valid/test, not both "
+                f"(found path and {', '.join(given)})"
+            )
+        if self.path is not None and self.split is None:
+            raise ValueError("data.split is required with data.path, e.g. split: {by: time, column: ts}")
+        if self.split is not None and self.path is None:
+            raise ValueError("data.split applies to data.path (one log); it is set but data.path is not")

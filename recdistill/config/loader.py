@@ -94,6 +94,9 @@ def _coerce(tp: Any, value: Any, *, source: str, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        arms = [a for a in args if a is not type(None)]
+        if len(arms) == 1 and dataclasses.is_dataclass(arms[0]):  # a section or null: its own errors
+            return _coerce(arms[0], value, source=source, key=key)
         errors = []
         for arg in args:
             if arg is type(None):

@@ -6,6 +6,10 @@ the Triton client and the load tester all build identical requests from a data f
 String ids (e.g. a CSV with text categories) are mapped to int64 by a stable hash (first 8 bytes
 of BLAKE2b, top bit cleared), the same in every process and Python version. Clients that send
 string categories must apply :func:`hash_string_ids` before sending.
+
+Lists in text (a multi-valued feature with ``sep``, e.g. ``"5|14|17"``) become lists of int64 by
+:func:`parse_id_lists`: an element that is an integer is that integer, any other element is
+hashed like a string id, an empty string is an empty list.
 """
 
 from __future__ import annotations
@@ -33,6 +37,29 @@ def hash_string_ids(values: pl.Series) -> pl.Series:
     return values.replace_strict(mapping, default=None, return_dtype=pl.Int64)
 
 
+def parse_id_lists(values: pl.Series, sep: str) -> pl.Series:
+    """``"5|14|17"`` -> ``[5, 14, 17]`` (``sep="|"``); ``""`` -> ``[]``; null stays null.
+
+    Elements are stripped of surrounding spaces; empty elements (``"5||7"``) are dropped. An
+    integer element keeps its value (so a list can share the vocabulary of an integer id column),
+    any other element is hashed with :func:`hash_string_ids`. An integer column (no separator in
+    any value) becomes one-element lists. Always returns ``List(Int64)``.
+    """
+    if values.dtype.is_integer():
+        one = pl.select(pl.when(values.is_not_null()).then(pl.concat_list(values.cast(pl.Int64))))
+        return one.to_series().cast(pl.List(pl.Int64)).alias(values.name)
+    parts = (
+        values.cast(pl.String)
+        .str.split(sep)
+        .list.eval(pl.element().str.strip_chars())
+        .list.eval(pl.element().filter(pl.element() != ""))
+    )
+    uniques = parts.explode().drop_nulls().unique()
+    ids = uniques.str.to_integer(strict=False).fill_null(hash_string_ids(uniques))
+    out = parts.list.eval(pl.element().replace_strict(uniques, ids, return_dtype=pl.Int64))
+    return out.cast(pl.List(pl.Int64)).alias(values.name)
+
+
 def max_multi_len(schema: Schema) -> int:
     return max((f.max_len for f in schema.multi), default=1)
 
@@ -55,7 +82,7 @@ def _dense_block(df: pl.DataFrame, feats: tuple[FeatureSpec, ...], where: str) -
     out = np.empty((n, len(feats)), dtype=np.float32)
     for j, f in enumerate(feats):
         s = df.get_column(f.name)
-        if not (s.dtype.is_numeric() or s.dtype == pl.Null):
+        if not (s.dtype.is_numeric() or s.dtype in (pl.Null, pl.Boolean)):
             raise DataError(f"{where}: dense column {f.name!r} must be numeric, got dtype {s.dtype}")
         out[:, j] = s.cast(pl.Float32).fill_null(float("nan")).to_numpy()
     return out
@@ -76,6 +103,8 @@ def _multi_block(df: pl.DataFrame, feats: tuple[FeatureSpec, ...], width: int, w
     out = np.full((n, len(feats), width), MISSING_ID, dtype=np.int64)
     for j, f in enumerate(feats):
         s = df.get_column(f.name)
+        if f.sep is not None and not isinstance(s.dtype, pl.List):
+            s = parse_id_lists(s, f.sep)
         if not isinstance(s.dtype, pl.List):
             raise DataError(
                 f"{where}: multi-valued column {f.name!r} must be a list of ids, got dtype {s.dtype}"
@@ -140,7 +169,12 @@ def targets_from_frame(df: pl.DataFrame, schema: Schema, *, source: str = "<fram
         return df.get_column(col).cast(pl.Float32).fill_null(float("nan")).to_numpy()
 
     if schema.row_key not in df.columns:
-        raise DataError(f"{source}: missing row key column {schema.row_key!r}")
+        how = (
+            "the split files `recdistill run` writes into runs/<name>/data/ carry it"
+            if schema.keyed_by_position
+            else "name an existing column as row_key in schema.json, or null to key rows by position"
+        )
+        raise DataError(f"{source}: missing row key column {schema.row_key!r}; {how}")
     return Targets(
         row_key=df.get_column(schema.row_key).cast(pl.Int64).to_numpy(),
         label=floats(schema.label),

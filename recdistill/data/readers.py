@@ -1,8 +1,12 @@
-"""Readers: Parquet and CSV through Polars lazy scans, and the Criteo display-advertising TSV format.
+"""Readers: Parquet, CSV and TSV through Polars lazy scans, and the Criteo display-advertising TSV format.
 
 Every reader returns a ``polars.LazyFrame`` with the columns the schema names, so the rest of
 recdistill never cares where the data came from. Problems are reported with the file named:
-an empty file, a truncated Parquet file, a CSV that is not CSV.
+an empty file, a truncated Parquet file, a CSV that is not CSV, a header naming a column twice.
+A source may be one file, a folder of files (e.g. Parquet parts) or a glob
+(:func:`resolve_source`); :func:`scan_files` scans several as one frame, in sorted file order.
+Streaming (:func:`iter_frames`) reads Parquet row groups, and CSV/TSV in one streaming pass
+(never a re-scan per batch).
 
 Criteo TSV (the public Kaggle/Terabyte display-advertising logs): tab-separated, no header,
 ``label``, 13 integer columns ``I1..I13``, 26 categorical columns ``C1..C26`` holding 8-digit hex
@@ -12,6 +16,7 @@ Criteo has no request or user column, so per-request and per-user metrics are sk
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -22,12 +27,51 @@ import pyarrow.parquet as pq
 from recdistill.data.schema import FeatureSpec, Schema
 from recdistill.errors import DataError
 
-Format = Literal["parquet", "csv", "criteo"]
+Format = Literal["parquet", "csv", "tsv", "criteo"]
+FORMATS: tuple[str, ...] = ("parquet", "csv", "tsv", "criteo")
+_SEPARATORS = {"csv": ",", "tsv": "\t"}
+_GLOB_CHARS = set("*?[")
 
 CRITEO_N_INT = 13
 CRITEO_N_CAT = 26
 CRITEO_INT = [f"I{i}" for i in range(1, CRITEO_N_INT + 1)]
 CRITEO_CAT = [f"C{i}" for i in range(1, CRITEO_N_CAT + 1)]
+
+
+def resolve_source(path: str | Path) -> list[Path]:
+    """The data files of one source: a file, a folder (its data files, sorted) or a glob (sorted).
+
+    Raises :class:`DataError` naming the path when nothing matches, or when a folder mixes formats.
+    """
+    text = str(path)
+    if _GLOB_CHARS & set(text):
+        root = Path(text)
+        anchor = Path(root.anchor or ".")
+        pattern = str(root.relative_to(anchor)) if root.is_absolute() else text
+        files = sorted(p for p in anchor.glob(pattern) if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{text}: the glob matches no file; check the pattern and the folder")
+    else:
+        p = Path(text)
+        if not p.exists():
+            raise DataError(f"{p}: file or folder not found")
+        if p.is_file():
+            return [p]
+        files = sorted(q for q in p.iterdir() if q.is_file() and _has_data_suffix(q))
+        if not files:
+            raise DataError(f"{p}: the folder holds no .parquet, .csv or .tsv file")
+    formats = {detect_format(f) for f in files}
+    if len(formats) > 1:
+        raise DataError(f"{text}: mixes formats {sorted(formats)}; one source holds files of one format")
+    return files
+
+
+def _has_data_suffix(p: Path) -> bool:
+    try:
+        detect_format(p)
+    except DataError:
+        return False
+    return True
 
 
 def detect_format(path: str | Path) -> Format:
@@ -38,7 +82,10 @@ def detect_format(path: str | Path) -> Format:
         return "csv"
     if name.endswith(".tsv") or name.endswith(".txt") or name.endswith(".tsv.gz"):
         return "criteo"
-    raise DataError(f"{path}: cannot tell the format from the name; use .parquet, .csv or .tsv (Criteo)")
+    raise DataError(
+        f"{path}: cannot tell the format from the name; use .parquet, .csv or .tsv (Criteo), "
+        "or set data.format (parquet, csv, tsv with a header, criteo)"
+    )
 
 
 def criteo_schema(*, hash_buckets: int | None = None, min_count: int = 10) -> Schema:
@@ -73,24 +120,58 @@ def _check_parquet(path: Path) -> None:
 
 
 def scan(path: str | Path, *, fmt: Format | None = None) -> pl.LazyFrame:
-    """A lazy scan of one data file (Parquet, CSV with header, or Criteo TSV)."""
-    p = Path(path)
-    _check_nonempty(p)
-    fmt = fmt or detect_format(p)
+    """A lazy scan of one data file (Parquet, CSV or TSV with a header, or Criteo TSV)."""
+    return scan_files([Path(path)], fmt=fmt)
+
+
+def scan_files(paths: list[Path], *, fmt: Format | None = None, text: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """One lazy frame over several files of one format, rows in the order of ``paths``.
+
+    CSV/TSV headers must agree; Criteo's ``row_id`` numbers the lines of all files together.
+    ``text``: CSV/TSV columns read as strings whatever their first rows look like (text lists).
+    """
+    if not paths:
+        raise DataError("no data files to read")
+    for p in paths:
+        _check_nonempty(p)
+    fmt = fmt or detect_format(paths[0])
     if fmt == "parquet":
-        _check_parquet(p)
-        return pl.scan_parquet(p)
-    if fmt == "csv":
-        return pl.scan_csv(p, infer_schema_length=10_000)
-    return scan_criteo(p)
+        for p in paths:
+            _check_parquet(p)
+        return pl.scan_parquet(paths)
+    if fmt in _SEPARATORS:
+        headers = [_csv_header(p, _SEPARATORS[fmt]) for p in paths]
+        for p, h in zip(paths[1:], headers[1:], strict=True):
+            if h != headers[0]:
+                raise DataError(f"{p}: header {h} differs from {paths[0]}'s {headers[0]}; parts must agree")
+        overrides = {c: pl.String for c in text if c in headers[0]}
+        return pl.scan_csv(
+            paths, separator=_SEPARATORS[fmt], infer_schema_length=10_000, schema_overrides=overrides
+        )
+    return scan_criteo(paths)
 
 
-def scan_criteo(path: str | Path) -> pl.LazyFrame:
-    p = Path(path)
-    _check_nonempty(p)
+def _csv_header(path: Path, sep: str) -> list[str]:
+    """The column names of a CSV/TSV file; a name given twice is an error (Polars would rename it)."""
+    if path.name.endswith(".gz"):
+        return []  # compressed: Polars reads the header itself
+    with open(path, newline="") as f:
+        first = f.readline()
+    names = next(csv.reader([first], delimiter=sep), [])
+    names = [n.strip() for n in names]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"{path}: the header names column(s) {twice} twice; rename one of each")
+    return names
+
+
+def scan_criteo(path: str | Path | list[Path]) -> pl.LazyFrame:
+    paths = path if isinstance(path, list) else [Path(path)]
+    for p in paths:
+        _check_nonempty(p)
     schema = {"label": pl.Int64, **{c: pl.Float64 for c in CRITEO_INT}, **{c: pl.String for c in CRITEO_CAT}}
     lf = pl.scan_csv(
-        p,
+        paths,
         separator="\t",
         has_header=False,
         schema=schema,
@@ -133,9 +214,10 @@ def iter_frames(
     lf = scan(p, fmt=fmt)
     if columns is not None:
         lf = lf.select(columns)
-    n = count_rows(p, fmt=fmt)
-    for start in range(0, n, batch_rows):
-        yield lf.slice(start, batch_rows).collect()
+    try:  # one streaming pass over the text file
+        yield from lf.collect_batches(chunk_size=batch_rows)
+    except pl.exceptions.PolarsError as e:
+        raise DataError(f"{p}: could not read: {e}") from e
 
 
 def count_rows(path: str | Path, *, fmt: Format | None = None) -> int:

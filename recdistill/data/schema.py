@@ -12,10 +12,12 @@ Example::
       "request_id": "request_id",
       "user_id": "user_id",
       "true_ctr": "true_ctr",
+      "ignore": ["timestamp"],
       "features": [
         {"name": "item_price", "kind": "dense", "group": "item", "transform": "log1p"},
         {"name": "item_id", "kind": "categorical", "group": "item", "min_count": 2},
         {"name": "user_hist", "kind": "multi", "group": "user", "max_len": 20},
+        {"name": "item_genres", "kind": "multi", "group": "item", "max_len": 6, "sep": "|"},
         {"name": "user_long_hist", "kind": "multi", "group": "user", "max_len": 50,
          "teacher_only": true}
       ]
@@ -29,6 +31,18 @@ Feature kinds:
     ``hash_buckets`` (ids hashed into a fixed number of rows). Null means missing.
   * ``multi``: a list of integer ids per row (e.g. recent items), truncated to the last
     ``max_len`` entries. ``vocab_from`` may name another id feature whose vocabulary it shares.
+    ``sep`` (e.g. ``"|"``): the column may also be text, ``"5|14|17"``, split on ``sep``; an empty
+    string is an empty list (see :func:`recdistill.data.raw.parse_id_lists`).
+
+Row key: ``row_key`` names a column of unique integers that identifies a row (soft labels are
+matched to rows by it). ``"row_key": null`` (or a named column the data does not have) keys rows
+by their position in each split file: the ``data`` stage writes the split files into the run
+directory with a column :data:`ROW_POSITION` (0, 1, 2, ... in file order), so every later stage
+reads a row key column whatever the source. In memory such a schema has
+``row_key == ROW_POSITION``; in ``schema.json`` it is written as ``null``.
+
+``ignore`` lists columns of the data files that are not used (a timestamp, a raw rating): they
+are allowed in the files and left out of the split files the run writes.
 
 ``group`` (``user``, ``item`` or ``context``) decides the teacher tower a feature feeds.
 ``teacher_only`` marks privileged features that a served student must not use.
@@ -52,6 +66,8 @@ FeatureKind = Literal["dense", "categorical", "multi"]
 FEATURE_KINDS: tuple[str, ...] = ("dense", "categorical", "multi")
 GROUPS: tuple[str, ...] = ("user", "item", "context")
 DENSE_TRANSFORMS: tuple[str, ...] = ("identity", "log1p")
+# The row key column the data stage writes when the schema names none (positions in a split file).
+ROW_POSITION = "_row_position"
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,8 @@ class FeatureSpec:
     max_id: int | None = None
     max_len: int = 1
     vocab_from: str | None = None
+    # multi: separator of a text column ("5|14|17"); None = the column holds lists
+    sep: str | None = None
 
     @property
     def is_id(self) -> bool:
@@ -86,6 +104,7 @@ class Schema:
     request_id: str | None = "request_id"
     user_id: str | None = "user_id"
     true_ctr: str | None = None
+    ignore: tuple[str, ...] = ()
     version: int = SCHEMA_VERSION
     source: str = field(default="<memory>", compare=False)
 
@@ -117,6 +136,11 @@ class Schema:
         return [f.name for f in self.features]
 
     @property
+    def keyed_by_position(self) -> bool:
+        """True when rows are keyed by their position in each split file (see the module docstring)."""
+        return self.row_key == ROW_POSITION
+
+    @property
     def key_columns(self) -> list[str]:
         """Non-feature columns: row key, request id, user id (those that are set)."""
         cols = [self.row_key, self.request_id, self.user_id]
@@ -143,12 +167,14 @@ class Schema:
         out: dict[str, Any] = {
             "version": self.version,
             "label": self.label,
-            "row_key": self.row_key,
+            "row_key": None if self.keyed_by_position else self.row_key,
             "request_id": self.request_id,
             "user_id": self.user_id,
             "true_ctr": self.true_ctr,
-            "features": [_feature_to_dict(f) for f in self.features],
         }
+        if self.ignore:
+            out["ignore"] = list(self.ignore)
+        out["features"] = [_feature_to_dict(f) for f in self.features]
         return out
 
     def save(self, directory: str | Path) -> Path:
@@ -186,8 +212,9 @@ _FEATURE_KEYS = {
     "max_id",
     "max_len",
     "vocab_from",
+    "sep",
 }
-_SCHEMA_KEYS = {"version", "label", "row_key", "request_id", "user_id", "true_ctr", "features"}
+_SCHEMA_KEYS = {"version", "label", "row_key", "request_id", "user_id", "true_ctr", "ignore", "features"}
 
 
 def _feature_to_dict(f: FeatureSpec) -> dict[str, Any]:
@@ -211,10 +238,15 @@ def _parse_schema(raw: Any, source: str) -> Schema:
     if not isinstance(raw["features"], list) or not raw["features"]:
         raise SchemaError(f"{source}: 'features' must be a non-empty list")
     features = tuple(_parse_feature(i, f, source) for i, f in enumerate(raw["features"]))
+    ignore = raw.get("ignore", [])
+    if not isinstance(ignore, list) or not all(isinstance(c, str) and c for c in ignore):
+        raise SchemaError(f"{source}: 'ignore' must be a list of column names, got {ignore!r}")
+    row_key = raw.get("row_key", "row_id")
     schema = Schema(
         label=_str(raw, "label", source),
         features=features,
-        row_key=_str(raw, "row_key", source, default="row_id"),
+        row_key=ROW_POSITION if row_key is None else _str(raw, "row_key", source, default="row_id"),
+        ignore=tuple(ignore),
         request_id=_opt_str(raw, "request_id", source, default="request_id"),
         user_id=_opt_str(raw, "user_id", source, default="user_id"),
         true_ctr=_opt_str(raw, "true_ctr", source, default=None),
@@ -251,6 +283,11 @@ def _parse_feature(i: int, raw: Any, source: str) -> FeatureSpec:
         raise SchemaError(f"{where}: vocabulary keys do not apply to a dense feature")
     if kind != "multi" and "max_len" in raw:
         raise SchemaError(f"{where}: 'max_len' only applies to multi-valued features")
+    sep = raw.get("sep")
+    if kind != "multi" and "sep" in raw:
+        raise SchemaError(f"{where}: 'sep' only applies to multi-valued features")
+    if sep is not None and (not isinstance(sep, str) or not sep):
+        raise SchemaError(f"{where}: 'sep' must be a non-empty string such as \"|\", got {sep!r}")
     spec = FeatureSpec(
         name=name,
         kind=kind,
@@ -262,6 +299,7 @@ def _parse_feature(i: int, raw: Any, source: str) -> FeatureSpec:
         max_id=_opt_int(raw, "max_id", where, minimum=0),
         max_len=_int(raw, "max_len", where, default=1, minimum=1),
         vocab_from=raw.get("vocab_from"),
+        sep=sep,
     )
     if spec.hash_buckets is not None and "min_count" in raw:
         raise SchemaError(f"{where}: set either 'min_count' (vocabulary) or 'hash_buckets', not both")
@@ -274,11 +312,22 @@ def _check_schema(schema: Schema) -> None:
     names = [schema.row_key, schema.label, *schema.feature_names]
     if schema.true_ctr is not None:
         names.append(schema.true_ctr)
+    roles = [schema.request_id, schema.user_id]
+    names += [c for c in schema.ignore if c not in roles]  # a role column listed in ignore: caught below
     seen: set[str] = set()
     for n in names:
         if n in seen:
             raise SchemaError(f"{schema.source}: column {n!r} is named twice in the schema")
         seen.add(n)
+    for c in roles:
+        if c is not None and c in schema.ignore:
+            raise SchemaError(
+                f"{schema.source}: column {c!r} is named twice in the schema (a key and in 'ignore')"
+            )
+    if ROW_POSITION in [schema.label, *schema.feature_names, *schema.ignore, *roles]:
+        raise SchemaError(
+            f"{schema.source}: {ROW_POSITION!r} is the row key recdistill writes itself; rename that column"
+        )
     for role in ("request_id", "user_id"):
         col = getattr(schema, role)
         if col is not None and col in (schema.row_key, schema.label, schema.true_ctr):

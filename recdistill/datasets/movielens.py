@@ -55,6 +55,7 @@ import pyarrow as pa
 
 from recdistill.data.preprocess import mix64
 from recdistill.data.schema import FeatureSpec, Schema
+from recdistill.data.split_log import time_codes
 from recdistill.datasets.cache import fetch_wheel_members
 from recdistill.errors import DataError
 from recdistill.io_utils import atomic_path
@@ -331,11 +332,7 @@ def _item_table(items: pl.DataFrame) -> pl.DataFrame:
 
 def _split_column(timestamps: np.ndarray) -> pl.Series:
     """train / valid / test by the global timestamp quantiles (see the module docstring)."""
-    n = timestamps.size
-    ordered = np.sort(timestamps)
-    cut_valid = ordered[int(np.floor(SPLIT_FRACTIONS[0] * n))]
-    cut_test = ordered[int(np.floor((SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]) * n))]
-    codes = (timestamps >= cut_valid).astype(np.int64) + (timestamps >= cut_test).astype(np.int64)
+    codes = time_codes(timestamps, SPLIT_FRACTIONS)  # the time split of data.split.by: time
     counts = np.bincount(codes, minlength=3)
     if (counts == 0).any():
         raise DataError(

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from recdistill.data.schema import Schema
+from recdistill.data.split_log import split_column
 from recdistill.errors import ConfigError
 from recdistill.pipeline.context import RunContext
 
 SERVABLE = ("teacher", "mlp", "gbdt", "noop")
+_GLOB_CHARS = set("*?[")
 
 
 def preflight(ctx: RunContext) -> None:
@@ -16,17 +18,7 @@ def preflight(ctx: RunContext) -> None:
     cfg, src = ctx.cfg, ctx.config_path
     d = cfg.data
     if d.source == "files":
-        for split in ("train", "valid", "test"):
-            if getattr(d, split) is None:
-                raise ConfigError(
-                    f"{src}: data.{split} is required with data.source: files (path of the {split} split)"
-                )
-        for key in ("train", "valid", "test", "transfer", "schema"):
-            path = getattr(d, key)
-            if path is not None and not Path(path).exists():
-                raise ConfigError(f"{src}: data.{key} names {path}, which does not exist; fix the path")
-        if d.schema is None and d.format != "criteo":
-            raise ConfigError(f"{src}: data.schema is required for {d.format} files (path of schema.json)")
+        _check_files(ctx)
     target = cfg.serving.ranker_target
     if target is not None and target not in SERVABLE:
         raise ConfigError(
@@ -45,8 +37,35 @@ def preflight(ctx: RunContext) -> None:
         )
 
 
+def _check_files(ctx: RunContext) -> None:
+    """``data.source: files``: every path names something, a schema is known, the split can be made."""
+    d, src = ctx.cfg.data, ctx.config_path
+    if d.path is None:
+        for split in ("train", "valid", "test"):
+            if getattr(d, split) is None:
+                raise ConfigError(
+                    f"{src}: data.{split} is required with data.source: files (path of the {split} split), "
+                    "or give one log as data.path with data.split"
+                )
+    for key in ("path", "train", "valid", "test", "transfer", "schema"):
+        path = getattr(d, key)
+        if path is not None and not _GLOB_CHARS & set(path) and not Path(path).exists():
+            raise ConfigError(f"{src}: data.{key} names {path}, which does not exist; fix the path")
+    ctx.sources()  # globs that match nothing, folders without data files
+    if d.schema is None and ctx.source_format() != "criteo":
+        raise ConfigError(
+            f"{src}: data.schema is required for {ctx.source_format()} files (path of schema.json; "
+            "`recdistill init-schema FILE --label COL` writes one)"
+        )
+    if d.split is not None:
+        try:
+            split_column(d.split, ctx.source_schema())
+        except ConfigError as e:
+            raise ConfigError(f"{src}: {e}") from e
+
+
 def _schema_if_known(ctx: RunContext) -> Schema | None:
     d = ctx.cfg.data
     if d.source in ("files", "movielens100k"):
-        return ctx.schema()
+        return ctx.source_schema()
     return None  # generated data: the generator writes a schema every student can use

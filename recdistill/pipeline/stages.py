@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from recdistill.data.preprocess import Preprocessor
 from recdistill.data.splits import LABELLED_SPLITS, SPLITS
 from recdistill.data.validate import validate_file
-from recdistill.errors import ConfigError
+from recdistill.data.write_splits import write_split_files
 from recdistill.io_utils import atomic_path
 from recdistill.pipeline.context import RunContext
 
@@ -51,10 +50,18 @@ def _data_inputs(ctx: RunContext) -> dict[str, str]:
         from recdistill.datasets.movielens import MEMBERS
 
         return {"dataset": ctx.hash_config(d.dataset), "files": json.dumps(MEMBERS, sort_keys=True)}
-    out = {f"file:{s}": ctx.hash_path(ctx.split_path(s)) for s in SPLITS}
+    out = {f"file:{s.name}:{p}": ctx.hash_path(p) for s in ctx.sources() for p in s.paths}
     out["schema"] = ctx.hash_path(d.schema)
-    out["format"] = d.format
+    out["format"] = ctx.source_format()
+    out["split"] = ctx.hash_config(d.split)
     return out
+
+
+def _data_outputs(ctx: RunContext) -> list[str]:
+    if ctx.cfg.data.source != "files":
+        return ["data/schema.json"]
+    names = list(LABELLED_SPLITS) + (["transfer"] if ctx.cfg.data.transfer else [])
+    return ["data/schema.json", *[f"data/{s}.parquet" for s in names]]
 
 
 def _data_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
@@ -75,12 +82,11 @@ def _data_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
             max_users=d.dataset.max_users,
         )
     else:
-        for split in LABELLED_SPLITS:
-            if ctx.split_path(split) is None:
-                raise ConfigError(f"{ctx.config_path}: data.{split} is required for data.source=files")
-        ctx.data_dir.mkdir(parents=True, exist_ok=True)
-        ctx.schema().save(ctx.data_dir)
-        link_user_files(ctx)
+        schema, sources, fmt = ctx.source_schema(), ctx.sources(), ctx.source_format()
+        with atomic_path(ctx.data_dir) as tmp:
+            return write_split_files(
+                tmp, schema, sources, fmt=fmt, split=d.split, log=lambda m: print(m, flush=True)
+            )
     schema = ctx.schema()
     for split in SPLITS:
         path = ctx.split_path(split)
@@ -89,24 +95,6 @@ def _data_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         s = validate_file(path, schema, labelled=split != "transfer")
         metrics[split] = {"rows": s.rows, "ctr": s.ctr, "requests": s.requests, "users": s.users}
     return metrics
-
-
-def link_user_files(ctx: RunContext) -> None:
-    """Symlink the user's split files into ``data/`` as ``<split><suffix>``, so every later stage
-    reads one data directory whatever the source (the files themselves are never copied)."""
-    for split in SPLITS:
-        for old in ctx.data_dir.glob(f"{split}.*"):
-            old.unlink()
-        src = getattr(ctx.cfg.data, split)
-        if src is None:
-            continue
-        src_path = Path(src).resolve()
-        suffix = (
-            ".tsv"
-            if ctx.cfg.data.format == "criteo"
-            else "".join(src_path.suffixes) or f".{ctx.cfg.data.format}"
-        )
-        (ctx.data_dir / f"{split}{suffix}").symlink_to(src_path)
 
 
 # -- preprocess -------------------------------------------------------------------------------------
@@ -131,9 +119,9 @@ def _preprocess_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
 DATA_STAGES: tuple[Stage, ...] = (
     Stage(
         "data",
-        "generate (or read) click logs and validate them against the schema",
+        "generate (or read, split and convert) click logs and validate them against the schema",
         _data_inputs,
-        lambda ctx: ["data/schema.json"],
+        _data_outputs,
         _data_run,
         code=("data_gen", *DATA_CODE),
     ),
