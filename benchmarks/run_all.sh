@@ -7,4 +7,5 @@ PY=../.venv/bin/python
 $PY bench_data_gen.py
 $PY bench_students.py --sweep
 $PY bench_teacher.py   # its own 3M-row run (benchmarks/configs/teacher.yaml)
+$PY bench_teacher_speed.py   # trainer vs a bare DMP loop, side by side (synthetic 26 x 100k x 16)
 $PY bench_latency.py --run-dir ../runs/bench_privileged

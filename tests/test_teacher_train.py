@@ -223,3 +223,26 @@ def test_batch_stream_keeps_order_and_stops_cleanly() -> None:
 
     with BatchStream(broken, groups, depth=2) as s, pytest.raises(DataError, match="row 0"):
         next(s)
+
+
+@pytest.mark.parametrize("sharding", ["table_wise", "column_wise", "row_wise", "data_parallel"])
+def test_sharded_meta_tables_start_from_the_unsharded_weights(sharding: str) -> None:
+    """Tables built on the meta device: each shard DMP allocates holds its rows/columns of the CPU-built table."""
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    cfg = dataclasses.replace(TINY_CFG, sharding=sharding)
+    full = build_teacher(tiny_inputs(), cfg).state_dict()
+    with distributed_context() as ctx:
+        dmp = shard_model(TeacherTrainTask(build_teacher(tiny_inputs(), cfg, table_device="meta")), cfg, ctx)
+        state = dmp.state_dict()
+        shards = 0
+        for key, v in state.items():
+            ref = full[key.removeprefix("model.")]
+            if isinstance(v, ShardedTensor):
+                for shard in v.local_shards():
+                    (r, c), (nr, nc) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                    assert torch.equal(shard.tensor, ref[r : r + nr, c : c + nc]), key
+                    shards += 1
+            else:
+                assert torch.equal(v, ref), key
+    assert sharding == "data_parallel" or shards >= 6  # 3 tables x 2 members, sharded
