@@ -255,11 +255,7 @@ class TeacherEnsemble(nn.Module):
     def __init__(self, members: Sequence[Teacher]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
-        self.keys = list(members[0].sparse.keys)  # the KJT keys every member reads
-
-    def kjt(self, ids: np.ndarray, multi: np.ndarray) -> KeyedJaggedTensor:
-        """The sparse input of ``forward`` from padded model tensors (``ids B x C``, ``multi B x M x L``)."""
-        return padded_to_kjt(ids, multi, self.keys)
+        self.keys = list(members[0].sparse.keys)  # the KJT keys every member reads (TeacherInputs.keys)
 
     def member_logits(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
         return torch.stack([m(dense, sparse) for m in self.members])
