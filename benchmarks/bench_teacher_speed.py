@@ -15,10 +15,13 @@ trainers, interleaved round by round so machine load hits them alike:
 * ``dlrm_dcn`` (context, not a target): a DCN-style model from TorchRec's blocks only
   (EBC -> ``LowRankCrossNet`` over ``[dense, embeddings]`` -> ``MLP`` over-arch), the kind of
   model behind the ~37k samples/s measured on this machine before; it shows what the teacher's
-  extra arms (towers, deep MLP, pairwise dots) cost.
+  extra arms (towers, deep MLP, pairwise dots) cost;
+* ``ours_no_prefetch``: ``ours`` with ``prefetch_batches: 0`` (each batch built when the pipeline
+  asks), to show whether the background batch builder pays.
 
-Each rate is steady state: rows of the steps after the first ``WARMUP`` ones over their wall
-time (the trainer's own whole-epoch figure, with start-up, is reported beside it). Also: the
+Each rate is steady state: a batch over the median time of the steps after the first ``WARMUP``
+(the median, because other jobs share the 2 cores in bursts; the mean-based rates and the
+trainer's own whole-epoch figure, with start-up, are reported beside it). Also: the
 default ``TeacherConfig()`` (and the demo's teacher section) on the demo data (``configs/demo.yaml``,
 its ``data`` and ``preprocess`` stages run or reused under ``runs/bench_teacher_speed``), a fixed
 number of steps each. Writes ``benchmarks/results/teacher_speed.json``.
@@ -164,11 +167,17 @@ class DlrmDcn(nn.Module):
 
 
 # -- measurements -----------------------------------------------------------------------------------
-def steady_rate(stamps: list[float], rows_per_step: int) -> float:
-    return (len(stamps) - 1 - WARMUP) * rows_per_step / (stamps[-1] - stamps[WARMUP])
+def rates(stamps: list[float], rows_per_step: int) -> dict[str, float]:
+    """Samples/s of the steps after the first ``WARMUP``: ``median_step`` = rows / median step time
+    (robust to bursts of other jobs on a shared machine: the headline), ``mean`` = rows / mean."""
+    steps = np.diff(stamps[WARMUP:])
+    return {
+        "median_step": rows_per_step / float(np.median(steps)),
+        "mean": rows_per_step / float(np.mean(steps)),
+    }
 
 
-def measure_reference(kind: str, batches: list[Batch]) -> float:
+def measure_reference(kind: str, batches: list[Batch]) -> dict[str, float]:
     inputs = shape_inputs()
     if kind == "reference":
         model: nn.Module = build_teacher(inputs, CFG, table_device="meta")
@@ -176,26 +185,18 @@ def measure_reference(kind: str, batches: list[Batch]) -> float:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(CFG.seed)
             model = DlrmDcn(inputs, CFG)
-    stamps = bare_dmp_loop(model, batches, CFG.lr_sparse, CFG.lr_dense)
-    return steady_rate(stamps, SHAPE["batch"])
+    return rates(bare_dmp_loop(model, batches, CFG.lr_sparse, CFG.lr_dense), SHAPE["batch"])
 
 
 def measure_trainer(
     cfg: TeacherConfig, inputs: TeacherInputs, train: tuple[ModelBatch, Targets]
-) -> tuple[float, float]:
-    """(steady samples/s from per-step times, the trainer's own whole-epoch samples/s)."""
+) -> dict[str, float]:
+    """``rates`` of recdistill's trainer from per-step times, plus its own whole-epoch samples/s (``epoch``)."""
     stamps: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-teacher-") as d:
-        res = train_teacher(
-            cfg,
-            inputs,
-            train,
-            None,
-            d,
-            progress=False,
-            on_step=lambda e, s: stamps.append(time.perf_counter()),
-        )
-    return steady_rate(stamps, cfg.batch_size), res.train_samples_per_s
+        res = train_teacher(cfg, inputs, train, None, d, progress=False,
+                            on_step=lambda e, s: stamps.append(time.perf_counter()))  # fmt: skip
+    return {**rates(stamps, cfg.batch_size), "epoch": res.train_samples_per_s}
 
 
 def demo_teachers(steps: int) -> dict[str, Any]:
@@ -216,12 +217,12 @@ def demo_teachers(steps: int) -> dict[str, Any]:
     out: dict[str, Any] = {"train_rows": len(batch)}
     for name, cfg in (("default", TeacherConfig()), ("demo", run_cfg.teacher)):
         rows = np.arange(min(len(batch), steps * cfg.batch_size))
-        steady, whole = measure_trainer(
+        r = measure_trainer(
             dataclasses.replace(cfg, epochs=1), inputs, (batch.take(rows), targets.take(rows))
         )
-        out[name] = {"samples_per_s": steady, "trainer_samples_per_s": whole, "steps": len(rows) // cfg.batch_size,
+        out[name] = {"samples_per_s": r["median_step"], "rates": r, "steps": len(rows) // cfg.batch_size,
                      "batch_size": cfg.batch_size, "embedding_dim": cfg.embedding_dim, "ensemble_size": cfg.ensemble_size}  # fmt: skip
-        print(f"{name} teacher on the demo data: {steady:,.0f} samples/s", flush=True)
+        print(f"{name} teacher on the demo data: {r['median_step']:,.0f} samples/s", flush=True)
     return out
 
 
@@ -246,20 +247,26 @@ def measure_all(args: argparse.Namespace) -> None:
     B = SHAPE["batch"]
     batches = [teacher_batch(inputs, train[0].slice(s, s + B), train[1].label[s : s + B])
                for s in range(0, len(train[0]), B)]  # fmt: skip
-    runs: dict[str, list[float]] = {"reference": [], "ours": [], "ours_trainer_epoch": [], "dlrm_dcn": []}
+    measures: dict[str, Callable[[], dict[str, float]]] = {
+        "reference": lambda: measure_reference("reference", batches),
+        "ours": lambda: measure_trainer(CFG, inputs, train),
+        "ours_no_prefetch": lambda: measure_trainer(
+            dataclasses.replace(CFG, prefetch_batches=0), inputs, train
+        ),
+        "dlrm_dcn": lambda: measure_reference("dlrm_dcn", batches),
+    }
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in measures}
     loads = [load()]
-    measures: dict[str, Callable[[], None]] = {
-        "reference": lambda: runs["reference"].append(measure_reference("reference", batches)),
-        "ours": lambda: [runs[k].append(v) for k, v in zip(("ours", "ours_trainer_epoch"),
-                                                         measure_trainer(CFG, inputs, train), strict=True)],
-        "dlrm_dcn": lambda: runs["dlrm_dcn"].append(measure_reference("dlrm_dcn", batches)),
-    }  # fmt: skip
     for r in range(args.rounds):
-        for name, run in measures.items():
-            run()
-            print(f"round {r + 1}: {name} {runs[name][-1]:,.0f} samples/s (load {load()[0]})", flush=True)
+        for name, measure in measures.items():
+            runs[name].append(measure())
+            print(
+                f"round {r + 1}: {name} {runs[name][-1]['median_step']:,.0f} samples/s (load {load()[0]})",
+                flush=True,
+            )
         loads.append(load())
-    median = {k: statistics.median(v) for k, v in runs.items()}
+    median = {k: statistics.median(x["median_step"] for x in v) for k, v in runs.items()}
+    median_of_means = {k: statistics.median(x["mean"] for x in v) for k, v in runs.items()}
     demo = demo_teachers(args.demo_steps)
     loads.append(load())
     ratio = median["ours"] / median["reference"]
@@ -269,9 +276,12 @@ def measure_all(args: argparse.Namespace) -> None:
         "ours_samples_per_s": median["ours"],
         "default_teacher_samples_per_s": demo["default"]["samples_per_s"],
         "machine": machine(),
+        "rate": "batch / median step time of the steps after the first warmup_steps_left_out; median over rounds",
         "ours_over_reference": ratio,
+        "ours_no_prefetch_samples_per_s": median["ours_no_prefetch"],
         "dlrm_dcn_samples_per_s": median["dlrm_dcn"],
-        "ours_trainer_epoch_samples_per_s": median["ours_trainer_epoch"],
+        "median_of_mean_rates": median_of_means,
+        "ours_trainer_epoch_samples_per_s": statistics.median(x["epoch"] for x in runs["ours"]),
         "rounds": runs,
         "steps_per_measurement": args.steps,
         "warmup_steps_left_out": WARMUP,
