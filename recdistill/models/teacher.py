@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -235,9 +235,16 @@ class Teacher(nn.Module):
 
     def forward(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
         """FP32 ``B x N`` and the teacher KJT (:meth:`TeacherInputs.kjt`) -> FP32 logits ``B``."""
+        return self.logits(dense, sparse, self.history_features(dense, sparse))
+
+    def history_features(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
+        """``HistoryMatch`` over the KJT's lists: FP32 ``B x S`` (no parameters)."""
+        return self.history.jagged(*split_kjt(sparse, self.n_categorical, self.n_multi, dense.shape[0]))
+
+    def logits(self, dense: torch.Tensor, sparse: KeyedJaggedTensor, history: torch.Tensor) -> torch.Tensor:
+        """``forward`` with the history features given (an ensemble computes them once for all members)."""
         B = dense.shape[0]
         emb = self.sparse(sparse)  # B x F x D
-        history = self.history.jagged(*split_kjt(sparse, self.n_categorical, self.n_multi, B))
         x0 = torch.cat([emb.reshape(B, -1), dense, history, self.emb_dots(emb)], dim=1)
         towers = self.towers(emb, dense)  # B x G x T
         arms = [self.deep(x0), towers.reshape(B, -1), self.tower_dots(towers)]
@@ -258,7 +265,10 @@ class TeacherEnsemble(nn.Module):
         self.keys = list(members[0].sparse.keys)  # the KJT keys every member reads (TeacherInputs.keys)
 
     def member_logits(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
-        return torch.stack([m(dense, sparse) for m in self.members])
+        # every member reads the same inputs and HistoryMatch has no parameters: computed once
+        members = cast(list[Teacher], list(self.members))
+        history = members[0].history_features(dense, sparse)
+        return torch.stack([m.logits(dense, sparse, history) for m in members])
 
     def forward(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
         return self.member_logits(dense, sparse).mean(0)

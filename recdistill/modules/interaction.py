@@ -135,14 +135,18 @@ class HistoryMatch(nn.Module):
             # log1p of [[3, 2], [2, 0]], as in the class example
         """
         M, B = lengths.shape
-        slot = torch.repeat_interleave(
-            torch.arange(M * B, device=values.device), lengths.reshape(-1), output_size=values.shape[0]
-        )  # entry -> m * B + b
-        row, column = slot % B, slot // B
-        target = ids.index_select(1, self.pair_cat).index_select(0, row).t()  # P x E: the candidate per entry
-        hit = (values.unsqueeze(0) == target) & (column.unsqueeze(0) == self.pair_multi.unsqueeze(1))
+        E, dev = values.shape[0], values.device
+        # every entry's row and list, without host synchronisation (output sizes are known)
+        row = torch.repeat_interleave(
+            torch.arange(B, device=dev).repeat(M), lengths.reshape(-1), output_size=E
+        )
+        column = torch.repeat_interleave(torch.arange(M, device=dev), lengths.sum(1), output_size=E)
+        target = ids.index_select(1, self.pair_cat).index_select(0, row)  # E x P: the entry's row's candidate
+        hit = (values.unsqueeze(1) == target) & (column.unsqueeze(1) == self.pair_multi)
         hit &= target > OOV_ROW  # a real id (PAD_ROW and OOV_ROW are below FIRST_ID_ROW)
-        hits = torch.zeros(len(self.pairs), B, dtype=torch.int64, device=values.device)
-        hits.index_add_(1, row, hit.to(torch.int64))  # P x B
-        counts = torch.cat([lengths.index_select(0, self.length_index), hits], dim=0).t()  # B x (Mm + P)
-        return torch.log1p(counts.to(torch.float32))
+        # counts are small integers, exact in FP32: the same bits as counting in INT64 first
+        hits = torch.zeros((B, len(self.pairs)), device=dev).index_add_(
+            0, row, hit.to(torch.float32)
+        )  # B x P
+        lists = lengths.index_select(0, self.length_index).t().to(torch.float32)  # B x Mm
+        return torch.log1p(torch.cat([lists, hits], dim=1))
