@@ -317,7 +317,7 @@ class TeacherTrainTask(nn.Module):
 
 def teacher_batch(inputs: TeacherInputs, batch: ModelBatch, labels: np.ndarray | None = None) -> Batch:
     """A TorchRec ``Batch`` of (preprocessed, checked) model tensors: dense block, teacher KJT, labels
-    (zeros when ``labels`` is None). What the train task, validation and scoring feed the teacher.
+    (zeros when ``labels`` is None): what training and validation feed the train task.
     """
     n = len(batch)
     y = np.zeros(n, np.float32) if labels is None else np.ascontiguousarray(labels, dtype=np.float32)

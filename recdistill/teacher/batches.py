@@ -39,7 +39,6 @@ class BatchStream(Iterator[Batch]):
     def __init__(self, make: Callable[[Rows], Batch], groups: Sequence[Rows], *, depth: int = 2) -> None:
         self._make = make
         self._groups = list(groups)
-        self._depth = depth
         self._next = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
@@ -66,9 +65,6 @@ class BatchStream(Iterator[Batch]):
             self._put(e)
             return
         self._put(_DONE)
-
-    def __len__(self) -> int:
-        return len(self._groups)
 
     def __next__(self) -> Batch:
         if self._thread is None:
