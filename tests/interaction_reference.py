@@ -1,12 +1,15 @@
 """The interaction formulas that ``recdistill.modules.interaction`` replaced, as they were computed.
 
 Kept so tests prove the shared blocks give the same bits as the teacher's old ``pairwise_dots`` and
-``SequenceMatch`` and the student's old inline dots and ``match_features`` (commit 32e3c67).
+``SequenceMatch`` and the student's old inline dots and ``match_features`` (commit 32e3c67), and
+that the teacher's ``forward`` over a KJT from the data path gives the bits of the old ``forward``,
+which built its KJT from padded tensors inside the model.
 """
 
 from __future__ import annotations
 
 import torch
+from torchrec import KeyedJaggedTensor
 
 from recdistill.models.student_mlp import StudentInputs
 from recdistill.modules.sparse import SparseFeature
@@ -53,11 +56,25 @@ def old_student_match_features(inputs: StudentInputs, ids: torch.Tensor, multi: 
     return torch.log1p(torch.cat([lengths, hits], dim=1).to(torch.float32))
 
 
+def old_padded_to_kjt(ids: torch.Tensor, multi: torch.Tensor, keys: list[str]) -> KeyedJaggedTensor:
+    """The KJT the teacher's ``forward`` built from padded tensors before the KJT came from the data path."""
+    B, C = ids.shape
+    cat_values = ids.t().reshape(-1)
+    cat_lengths = torch.ones(C * B, dtype=torch.int64, device=ids.device)
+    m = multi.transpose(0, 1)
+    mask = m != 0
+    values = torch.cat([cat_values, m[mask]])
+    lengths = torch.cat([cat_lengths, mask.sum(-1).reshape(-1)])
+    return KeyedJaggedTensor(keys=keys, values=values, lengths=lengths)
+
+
 def old_teacher_forward(
     member: torch.nn.Module, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor
 ) -> torch.Tensor:
-    """``Teacher.forward`` before the shared blocks, on ``member``'s own weights."""
-    emb = member.sparse(ids, multi)
+    """``Teacher.forward`` before the shared blocks and the KJT data path, on ``member``'s own weights."""
+    keys = member.sparse.keys
+    kt = member.sparse.ebc(old_padded_to_kjt(ids, multi, keys))
+    emb = torch.stack([kt[k] for k in keys], dim=1)
     B = emb.shape[0]
     feats = list(member.sparse.features)
     x0 = torch.cat(

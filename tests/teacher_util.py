@@ -8,7 +8,7 @@ import torch
 from recdistill.config.teacher import TeacherConfig
 from recdistill.data.batch import ModelBatch, Targets
 from recdistill.data.batching import epoch_batches, epoch_rng
-from recdistill.models.teacher import TeacherInputs, TeacherTrainTask, build_teacher
+from recdistill.models.teacher import TeacherInputs, TeacherTrainTask, build_teacher, teacher_batch
 from recdistill.modules.sparse import SparseFeature
 from recdistill.teacher.train import lr_factor
 
@@ -88,13 +88,7 @@ def reference_train(
             adam.param_groups[0]["lr"] = cfg.lr_dense * f
             sgd.zero_grad()
             adam.zero_grad()
-            b = train[0].take(rows)
-            loss, _ = task(
-                torch.from_numpy(b.dense),
-                torch.from_numpy(b.ids),
-                torch.from_numpy(b.multi),
-                torch.from_numpy(train[1].label[rows]),
-            )
+            loss, _ = task(teacher_batch(inputs, train[0].take(rows), train[1].label[rows]))
             loss.backward()
             sgd.step()
             adam.step()

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from interaction_reference import old_teacher_forward
+from interaction_reference import old_padded_to_kjt, old_teacher_forward
 from teacher_util import TINY_CFG, tiny_inputs
+from torchrec import KeyedJaggedTensor
 
 from recdistill.config.loader import from_mapping
 from recdistill.config.teacher import TeacherConfig
@@ -24,11 +25,12 @@ from recdistill.models.teacher import (
     TeacherInputs,
     TeacherTrainTask,
     build_teacher,
+    teacher_batch,
 )
 from recdistill.modules.crossnet import CrossLayers
 from recdistill.modules.interaction import HistoryMatch, PairwiseDots
 from recdistill.modules.mlp import FeedForward
-from recdistill.modules.sparse import PooledEmbeddings, SparseFeature, padded_to_kjt
+from recdistill.modules.sparse import PooledEmbeddings, SparseFeature, TableInit, padded_to_kjt, split_kjt
 from recdistill.modules.towers import GroupTowers
 
 
@@ -46,6 +48,11 @@ def tiny_batch(n: int = 16, seed: int = 0) -> ModelBatch:
 
 def as_tensors(b: ModelBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return torch.from_numpy(b.dense), torch.from_numpy(b.ids), torch.from_numpy(b.multi)
+
+
+def as_inputs(b: ModelBatch) -> tuple[torch.Tensor, KeyedJaggedTensor]:
+    """What the teacher's forward takes: the dense block and the KJT (built by the data path)."""
+    return torch.from_numpy(b.dense), tiny_inputs().kjt(b)
 
 
 def test_feed_forward_shapes_and_linear_head() -> None:
@@ -67,13 +74,24 @@ def test_cross_layers_match_formula() -> None:
 
 
 def test_padded_to_kjt_drops_padding_keeps_missing_row() -> None:
-    ids = torch.tensor([[0, 3], [4, 5]])
-    multi = torch.tensor([[[7, 8, 0]], [[0, 0, 0]]])
+    ids = np.array([[0, 3], [4, 5]])
+    multi = np.array([[[7, 8, 0]], [[0, 0, 0]]])
     kjt = padded_to_kjt(ids, multi, ["a", "b", "h"])
     d = kjt.to_dict()
     assert d["a"].values().tolist() == [0, 4]  # row 0 (missing) is a real lookup
     assert d["h"].lengths().tolist() == [2, 0]
     assert d["h"].values().tolist() == [7, 8]
+    cand, lengths, values = split_kjt(kjt, n_categorical=2, n_multi=1, batch_size=2)
+    assert cand.tolist() == ids.tolist() and lengths.tolist() == [[2, 0]] and values.tolist() == [7, 8]
+    # the same KJT the model used to build inside forward
+    old = old_padded_to_kjt(torch.from_numpy(ids), torch.from_numpy(multi), ["a", "b", "h"])
+    b = tiny_batch(64)
+    for got, want in (
+        (kjt, old),
+        (tiny_inputs().kjt(b), old_padded_to_kjt(*as_tensors(b)[1:], tiny_inputs().keys)),
+    ):
+        assert got.keys() == want.keys()
+        assert torch.equal(got.values(), want.values()) and torch.equal(got.lengths(), want.lengths())
 
 
 def test_pooled_embeddings_mean_pool_shared_table() -> None:
@@ -84,10 +102,52 @@ def test_pooled_embeddings_mean_pool_shared_table() -> None:
     arch = PooledEmbeddings(feats, 4)
     assert len(arch.ebc.embedding_bag_configs()) == 1  # vocab_from shares one table
     w = arch.ebc.embedding_bags["item"].weight
-    out = arch(torch.tensor([[3]]), torch.tensor([[[2, 5, 0]]]))
+    out = arch(padded_to_kjt(np.array([[3]]), np.array([[[2, 5, 0]]]), arch.keys))
     assert out.shape == (1, 2, 4)
     assert torch.allclose(out[0, 0], w[3])
     assert torch.allclose(out[0, 1], (w[2] + w[5]) / 2)
+
+
+def test_pooled_embeddings_return_features_in_column_order() -> None:
+    # the EBC orders its output table by table: item_id (item, hist), then user (user)
+    feats = [
+        SparseFeature("item", "categorical", 0, "item_id", 10, "item"),
+        SparseFeature("user", "categorical", 1, "user", 6, "user"),
+        SparseFeature("hist", "multi", 0, "item_id", 10, "user"),
+    ]
+    arch = PooledEmbeddings(feats, 3)
+    assert [n for c in arch.ebc.embedding_bag_configs() for n in c.feature_names] == ["item", "hist", "user"]
+    kjt = padded_to_kjt(np.array([[3, 4], [5, 0]]), np.array([[[2, 0]], [[7, 8]]]), arch.keys)
+    kt = arch.ebc(kjt)
+    assert torch.equal(arch(kjt), torch.stack([kt["item"], kt["user"], kt["hist"]], dim=1))
+
+
+def test_table_init_is_the_same_for_every_shard_and_leaves_the_global_rng_alone() -> None:
+    init = TableInit(seed=3, table=1, rows=10_000, dim=6)
+    torch.manual_seed(0)
+    expected_next = torch.rand(3)
+    torch.manual_seed(0)
+    whole = init(torch.empty(10_000, 6))
+    assert torch.equal(torch.rand(3), expected_next)
+    bound = (1 / 10_000) ** 0.5
+    assert whole.abs().max() <= bound and whole.std() > bound / 2  # TorchRec's default range
+    part = torch.empty(5_000, 2)  # rows 4_000..8_999, columns 3..4: crosses two blocks of 4096 rows
+    init.fill(part, row0=4_000, col0=3)
+    assert torch.equal(part, whole[4_000:9_000, 3:5])
+    assert not torch.equal(whole, TableInit(seed=3, table=2, rows=10_000, dim=6)(torch.empty(10_000, 6)))
+
+
+def test_meta_tables_take_no_memory_and_have_the_shapes() -> None:
+    model = build_teacher(tiny_inputs(), TINY_CFG, table_device="meta")
+    cpu = build_teacher(tiny_inputs(), TINY_CFG)
+    state, full = model.state_dict(), cpu.state_dict()
+    assert list(state) == list(full)
+    for k, v in state.items():
+        assert v.shape == full[k].shape
+        assert v.is_meta == ("embedding_bags" in k), k  # only the tables; dense layers are drawn as before
+        if not v.is_meta:
+            assert torch.equal(v, full[k]), k
+    assert count_parameters(model) == count_parameters(cpu)
 
 
 def test_towers_and_dots() -> None:
@@ -116,11 +176,33 @@ def test_history_match_counts_candidate_in_history() -> None:
     assert out.shape == (3, 2)
     assert torch.allclose(out[:, 0], torch.log1p(torch.tensor([3.0, 2.0, 0.0])))  # history lengths
     assert torch.allclose(out[:, 1], torch.log1p(torch.tensor([2.0, 0.0, 0.0])))  # candidate hits
+    kjt = padded_to_kjt(ids.numpy(), multi.numpy(), [f.name for f in feats])
+    assert torch.equal(seq.jagged(*split_kjt(kjt, 2, 1, 3)), out)  # the same bits from the KJT
+
+
+def test_history_match_from_the_kjt_gives_the_padded_bits() -> None:
+    inputs = tiny_inputs()
+    seq = HistoryMatch.shared_tables(inputs.sparse)
+    assert seq.pairs == ((0, 1),)  # (hist, item_id)
+    b = tiny_batch(200, seed=3)
+    b.multi[5, 0, :3] = b.ids[5, 1]  # candidate repeated in its history
+    b.multi[6, 0, :2] = 1  # OOV entries never match an OOV candidate
+    b.ids[6, 1] = 1
+    padded = seq(torch.from_numpy(b.ids), torch.from_numpy(b.multi))
+    jagged = seq.jagged(*split_kjt(inputs.kjt(b), inputs.n_categorical, inputs.n_multi, len(b)))
+    assert torch.equal(jagged, padded)
+    assert padded[5, 2] == torch.log1p(torch.tensor(3.0)) and padded[6, 2] == 0
+    empty = seq.jagged(
+        torch.zeros(0, 2, dtype=torch.long),
+        torch.zeros(2, 0, dtype=torch.long),
+        torch.zeros(0, dtype=torch.long),
+    )
+    assert empty.shape == (0, 3)
 
 
 def test_teacher_forward_shapes_and_purity() -> None:
     model = build_teacher(tiny_inputs(), TINY_CFG)
-    b = as_tensors(tiny_batch())
+    b = as_inputs(tiny_batch())
     model.eval()
     y1 = model(*b)
     y2 = model(*b)
@@ -133,9 +215,10 @@ def test_teacher_forward_shapes_and_purity() -> None:
 def test_forward_gives_the_bits_of_the_old_interaction_formulas(cross_low_rank: int) -> None:
     model = build_teacher(tiny_inputs(), dataclasses.replace(TINY_CFG, cross_low_rank=cross_low_rank))
     model.eval()
-    b = as_tensors(tiny_batch(64))
+    b = tiny_batch(64)
     with torch.no_grad():
-        assert torch.equal(model.member_logits(*b)[0], old_teacher_forward(model.members[0], *b))
+        new = model.member_logits(*as_inputs(b))[0]
+        assert torch.equal(new, old_teacher_forward(model.members[0], *as_tensors(b)))
 
 
 def test_ensemble_averages_members_and_train_task_loss() -> None:
@@ -144,14 +227,16 @@ def test_ensemble_averages_members_and_train_task_loss() -> None:
     assert isinstance(model, TeacherEnsemble) and len(model.members) == 2
     m0, m1 = (m for m in model.members if isinstance(m, Teacher))
     assert m1.deep.out_dim == 16 and m0.deep.out_dim == 32  # width scale
-    b = as_tensors(tiny_batch())
+    b = as_inputs(tiny_batch())
     members = model.member_logits(*b)
     assert members.shape == (2, 16)
     assert not torch.allclose(members[0], members[1])  # different seeds
     assert torch.allclose(model(*b), members.mean(0))
     label = torch.ones(16)
-    loss, logits = TeacherTrainTask(model)(*b, label)
-    assert torch.allclose(logits, members.mean(0))
+    loss, (loss_out, logits) = TeacherTrainTask(model)(
+        teacher_batch(tiny_inputs(), tiny_batch(), label.numpy())
+    )
+    assert torch.allclose(logits, members.mean(0)) and torch.equal(loss_out, loss.detach())
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     assert torch.allclose(loss, (bce(members[0], label) + bce(members[1], label)) / 2)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,9 +14,10 @@ from teacher_util import TINY_CFG, reference_train, tiny_inputs, tiny_split
 
 from recdistill.data.batching import epoch_batches, epoch_rng
 from recdistill.errors import ArtefactError, ConfigError, DataError
-from recdistill.models.teacher import TeacherTrainTask, build_teacher
+from recdistill.models.teacher import TeacherTrainTask, build_teacher, teacher_batch
+from recdistill.teacher.batches import BatchStream
 from recdistill.teacher.checkpoint import CHECKPOINTS, MODEL_FILE, load_teacher
-from recdistill.teacher.distributed import distributed_context, make_optimizer, shard_model
+from recdistill.teacher.distributed import distributed_context, make_optimizer, shard_model, train_pipeline
 from recdistill.teacher.train import lr_factor, train_teacher
 
 
@@ -57,14 +59,8 @@ def test_fused_sparse_optimizer_uses_configured_lr() -> None:
         dmp = shard_model(TeacherTrainTask(build_teacher(tiny_inputs(), cfg)), cfg, ctx)
         opt = make_optimizer(dmp, cfg)
         for rows in teacher_batches(len(train[0]), cfg.batch_size, cfg.seed, 1):
-            b = train[0].take(rows)
             opt.zero_grad()
-            loss, _ = dmp(
-                torch.from_numpy(b.dense),
-                torch.from_numpy(b.ids),
-                torch.from_numpy(b.multi),
-                torch.from_numpy(train[1].label[rows]),
-            )
+            loss, _ = dmp(teacher_batch(tiny_inputs(), train[0].take(rows), train[1].label[rows]))
             loss.backward()
             opt.step()
         got = {k.removeprefix("model."): v for k, v in dmp.state_dict().items()}
@@ -91,14 +87,8 @@ def test_train_task_loss_decreases() -> None:
         losses = []
         for epoch in range(1, 6):
             for rows in teacher_batches(512, 128, 0, epoch):
-                b = train[0].take(rows)
                 opt.zero_grad()
-                loss, _ = dmp(
-                    torch.from_numpy(b.dense),
-                    torch.from_numpy(b.ids),
-                    torch.from_numpy(b.multi),
-                    torch.from_numpy(train[1].label[rows]),
-                )
+                loss, _ = dmp(teacher_batch(tiny_inputs(), train[0].take(rows), train[1].label[rows]))
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
@@ -169,3 +159,90 @@ def test_rejects_unlabelled_or_out_of_range_training_rows(tmp_path: Path) -> Non
     batch.multi[0, 1, 0] = 30
     with pytest.raises(DataError, match="'secret_hist'"):
         train_teacher(TINY_CFG, tiny_inputs(), (batch, targets), None, tmp_path, progress=False)
+
+
+def test_train_pipeline_pipelines_every_table_and_matches_the_plain_loop() -> None:
+    """TorchRec's TrainPipelineSparseDist over the teacher: every member's tables are pipelined
+    (the model traces), and the weights equal those of the plain zero_grad/forward/backward/step loop."""
+    cfg = dataclasses.replace(TINY_CFG, ensemble_size=2, warmup_steps=0, schedule="constant")
+    train = tiny_split(cfg.batch_size * 4, seed=0)
+    rows = teacher_batches(len(train[0]), cfg.batch_size, cfg.seed, 1)
+    make = lambda r: teacher_batch(tiny_inputs(), train[0].take(r), train[1].label[r])  # noqa: E731
+    states = []
+    with distributed_context() as ctx:
+        for pipelined in (True, False):
+            dmp = shard_model(
+                TeacherTrainTask(build_teacher(tiny_inputs(), cfg, table_device="meta")), cfg, ctx
+            )
+            opt = make_optimizer(dmp, cfg)
+            if pipelined:
+                pipe = train_pipeline(dmp, opt, ctx.device)
+                with BatchStream(make, list(rows), depth=2) as stream:
+                    losses = [float(pipe.progress(stream)[0]) for _ in rows]
+                    with pytest.raises(StopIteration):
+                        pipe.progress(stream)  # the stream is exhausted after its batches
+                assert len(pipe._pipelined_modules) == 2  # private, but the only record of what was pipelined
+                pipe.detach()
+            else:
+                plain = []
+                for r in rows:
+                    opt.zero_grad()
+                    loss, _ = dmp(make(r))
+                    loss.backward()
+                    opt.step()
+                    plain.append(float(loss.detach()))
+                assert plain == pytest.approx(losses, abs=1e-6)
+            states.append({k: _local(v).clone() for k, v in dmp.state_dict().items()})
+    assert max(float((states[0][k] - states[1][k]).abs().max()) for k in states[0]) < 1e-6
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    return t.local_shards()[0].tensor if isinstance(t, ShardedTensor) else t
+
+
+def test_batch_stream_keeps_order_and_stops_cleanly() -> None:
+    groups = [np.arange(i, i + 3) for i in range(0, 30, 3)]
+    built: list[int] = []
+
+    def make(rows: np.ndarray) -> Any:
+        built.append(int(rows[0]))
+        return int(rows[0])
+
+    for depth in (0, 2):
+        built.clear()
+        with BatchStream(make, groups, depth=depth) as s:
+            assert list(s) == list(range(0, 30, 3))
+    with BatchStream(make, groups, depth=2) as s:  # leaving early stops the builder thread
+        assert next(s) == 0
+    assert s._thread is not None and not s._thread.is_alive()
+
+    def broken(rows: np.ndarray) -> Any:
+        raise DataError(f"row {rows[0]}")
+
+    with BatchStream(broken, groups, depth=2) as s, pytest.raises(DataError, match="row 0"):
+        next(s)
+
+
+@pytest.mark.parametrize("sharding", ["table_wise", "column_wise", "row_wise", "data_parallel"])
+def test_sharded_meta_tables_start_from_the_unsharded_weights(sharding: str) -> None:
+    """Tables built on the meta device: each shard DMP allocates holds its rows/columns of the CPU-built table."""
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    cfg = dataclasses.replace(TINY_CFG, sharding=sharding)
+    full = build_teacher(tiny_inputs(), cfg).state_dict()
+    with distributed_context() as ctx:
+        dmp = shard_model(TeacherTrainTask(build_teacher(tiny_inputs(), cfg, table_device="meta")), cfg, ctx)
+        state = dmp.state_dict()
+        shards = 0
+        for key, v in state.items():
+            ref = full[key.removeprefix("model.")]
+            if isinstance(v, ShardedTensor):
+                for shard in v.local_shards():
+                    (r, c), (nr, nc) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                    assert torch.equal(shard.tensor, ref[r : r + nr, c : c + nc]), key
+                    shards += 1
+            else:
+                assert torch.equal(v, ref), key
+    assert sharding == "data_parallel" or shards >= 6  # 3 tables x 2 members, sharded

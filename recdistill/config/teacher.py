@@ -43,6 +43,10 @@ class TeacherConfig:
     ``min_lr_ratio``. Training stops once more than ``patience`` epochs in a row fail to lower the
     validation logloss by ``min_delta`` (``patience: 0`` stops at the first); the best epoch is kept.
 
+    Runtime: ``prefetch_batches`` training batches (TorchRec ``Batch`` with the teacher's
+    ``KeyedJaggedTensor``) are built ahead on a background thread while a step computes; 0 builds
+    each batch when the train pipeline asks for it.
+
     One epoch by default: on the synthetic click logs (128 candidates per request) a second pass
     memorises the training rows (train logloss 0.18 -> 0.14 -> 0.07, validation AUC 0.82 -> 0.77
     -> 0.66) with an L2 penalty on the looked-up embeddings, dropout 0.3 or no item history
@@ -80,6 +84,7 @@ class TeacherConfig:
     num_threads: int = 2
     sharding: Sharding = "auto"
     score_chunk_rows: int = 65536
+    prefetch_batches: int = 2
 
     def __post_init__(self) -> None:
         positive = {
@@ -118,8 +123,8 @@ class TeacherConfig:
             )
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.warmup_steps < 0 or self.patience < 0 or self.weight_decay < 0:
-            raise ValueError("warmup_steps, patience and weight_decay must be >= 0")
+        if self.warmup_steps < 0 or self.patience < 0 or self.weight_decay < 0 or self.prefetch_batches < 0:
+            raise ValueError("warmup_steps, patience, weight_decay and prefetch_batches must be >= 0")
 
     def width_scale(self, member: int) -> float:
         """Width factor of ensemble member ``member`` (1.0 unless ``ensemble_width_scales`` is set)."""

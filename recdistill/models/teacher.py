@@ -2,8 +2,8 @@
 
 Named parts (each a block from ``recdistill.modules``)::
 
-    ids, multi ──► PooledEmbeddings (EmbeddingBagCollection) ──► E: B x F x D
-    ids, multi ──► HistoryMatch (history lengths, candidate-in-history counts) ──► S
+    sparse KJT ──► PooledEmbeddings (EmbeddingBagCollection) ──► E: B x F x D
+    sparse KJT ──► HistoryMatch (history lengths, candidate-in-history counts) ──► S
     x0 = [E, dense, S, PairwiseDots of E (DLRM)]           B x N0
          ├── GroupTowers (user / item / context over E, dense) ─► B x G x T (+ PairwiseDots)
          ├── CrossLayers (DCN-v2) ──────────────────────────────► B x N0
@@ -11,20 +11,26 @@ Named parts (each a block from ``recdistill.modules``)::
     LogitHead([cross, deep, towers, tower dots]) ──► one click logit per row
 
 ``HistoryMatch`` and ``PairwiseDots`` (``recdistill.modules.interaction``) are the student's
-blocks too. ``forward`` is pure (model tensors in, logits ``B`` out); the loss lives in
-:class:`TeacherTrainTask`. :class:`TeacherInputs` says which tensors the model reads; it is
-built from a fitted preprocessor and stored with every checkpoint.
+blocks too. ``forward(dense, sparse)`` takes the dense block and a TorchRec
+``KeyedJaggedTensor``, as TorchRec's DLRM does, and is pure (logits ``B`` out); the KJT is built
+once per batch in the data path (:func:`recdistill.modules.sparse.padded_to_kjt`, see
+:meth:`TeacherInputs.kjt`), never inside ``forward``. The loss lives in :class:`TeacherTrainTask`,
+which takes a TorchRec ``Batch`` (what the train pipeline feeds). :class:`TeacherInputs` says
+which tensors the model reads; it is built from a fitted preprocessor and stored with every
+checkpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 from torch import nn
+from torchrec import KeyedJaggedTensor
+from torchrec.datasets.utils import Batch
 
 from recdistill.config.teacher import TeacherConfig
 from recdistill.data.batch import ModelBatch, check_model_batch
@@ -33,7 +39,7 @@ from recdistill.errors import DataError
 from recdistill.modules.crossnet import CrossLayers
 from recdistill.modules.interaction import HistoryMatch, PairwiseDots
 from recdistill.modules.mlp import FeedForward
-from recdistill.modules.sparse import PooledEmbeddings, SparseFeature
+from recdistill.modules.sparse import PooledEmbeddings, SparseFeature, padded_to_kjt, split_kjt
 from recdistill.modules.towers import GroupTowers
 
 
@@ -67,6 +73,15 @@ class TeacherInputs:
     @property
     def dense_dim(self) -> int:
         return len(self.dense_groups)
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys of the teacher's KJT: the id features in column order (categorical, then multi)."""
+        return [f.name for f in self.sparse]
+
+    def kjt(self, batch: ModelBatch) -> KeyedJaggedTensor:
+        """The sparse input of ``forward`` for a (preprocessed, checked) batch."""
+        return padded_to_kjt(batch.ids, batch.multi, self.keys)
 
     @classmethod
     def from_preprocessor(cls, pre: PreprocessorLike) -> TeacherInputs:
@@ -175,14 +190,25 @@ class LogitHead(nn.Module):
 class Teacher(nn.Module):
     """One multi-tower DCN-v2 ranker (see the module docstring).
 
-    ``forward(dense B x N, ids B x C, multi B x M x L) -> logits B``.
+    ``forward(dense B x N, sparse KJT) -> logits B``. The tables are built on ``device`` (``meta``
+    for :class:`~torchrec.distributed.DistributedModelParallel`, which materialises the shards)
+    and initialised from ``cfg.seed + member`` (:class:`~recdistill.modules.sparse.TableInit`,
+    independent of the global generator); the dense layers are drawn from the global generator.
     """
 
-    def __init__(self, inputs: TeacherInputs, cfg: TeacherConfig, *, member: int = 0) -> None:
+    def __init__(
+        self,
+        inputs: TeacherInputs,
+        cfg: TeacherConfig,
+        *,
+        member: int = 0,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         D = cfg.embedding_dim
         scale = cfg.width_scale(member)
-        self.sparse = PooledEmbeddings(inputs.sparse, D)
+        self.n_categorical, self.n_multi = inputs.n_categorical, inputs.n_multi
+        self.sparse = PooledEmbeddings(inputs.sparse, D, seed=cfg.seed + member, device=device)
         self.history = HistoryMatch.shared_tables(inputs.sparse)
         groups = {
             g: (
@@ -207,11 +233,19 @@ class Teacher(nn.Module):
         )
         self.over = LogitHead(over_in, _scaled(cfg.over_dims, scale), dropout=cfg.dropout)
 
-    def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
-        """FP32 ``B x N``, INT64 ``B x C``, INT64 ``B x M x L`` -> FP32 logits ``B``."""
-        emb = self.sparse(ids, multi)  # B x F x D
-        B = emb.shape[0]
-        x0 = torch.cat([emb.reshape(B, -1), dense, self.history(ids, multi), self.emb_dots(emb)], dim=1)
+    def forward(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
+        """FP32 ``B x N`` and the teacher KJT (:meth:`TeacherInputs.kjt`) -> FP32 logits ``B``."""
+        return self.logits(dense, sparse, self.history_features(dense, sparse))
+
+    def history_features(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
+        """``HistoryMatch`` over the KJT's lists: FP32 ``B x S`` (no parameters)."""
+        return self.history.jagged(*split_kjt(sparse, self.n_categorical, self.n_multi, dense.shape[0]))
+
+    def logits(self, dense: torch.Tensor, sparse: KeyedJaggedTensor, history: torch.Tensor) -> torch.Tensor:
+        """``forward`` with the history features given (an ensemble computes them once for all members)."""
+        B = dense.shape[0]
+        emb = self.sparse(sparse)  # B x F x D
+        x0 = torch.cat([emb.reshape(B, -1), dense, history, self.emb_dots(emb)], dim=1)
         towers = self.towers(emb, dense)  # B x G x T
         arms = [self.deep(x0), towers.reshape(B, -1), self.tower_dots(towers)]
         if self.cross is not None:
@@ -222,40 +256,51 @@ class Teacher(nn.Module):
 class TeacherEnsemble(nn.Module):
     """``K`` teachers whose logits are averaged (``K = 1`` is a single teacher).
 
-    ``forward(dense, ids, multi) -> logits B``; :meth:`member_logits` gives ``K x B``.
+    ``forward(dense, sparse) -> logits B``; :meth:`member_logits` gives ``K x B``.
     """
 
     def __init__(self, members: Sequence[Teacher]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.keys = list(members[0].sparse.keys)  # the KJT keys every member reads (TeacherInputs.keys)
 
-    def member_logits(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(dense, ids, multi) for m in self.members])
+    def member_logits(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
+        # every member reads the same inputs and HistoryMatch has no parameters: computed once
+        members = cast(list[Teacher], list(self.members))
+        history = members[0].history_features(dense, sparse)
+        return torch.stack([m.logits(dense, sparse, history) for m in members])
 
-    def forward(self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
-        return self.member_logits(dense, ids, multi).mean(0)
+    def forward(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
+        return self.member_logits(dense, sparse).mean(0)
 
 
-def build_teacher(inputs: TeacherInputs, cfg: TeacherConfig) -> TeacherEnsemble:
+def build_teacher(
+    inputs: TeacherInputs, cfg: TeacherConfig, *, table_device: torch.device | str | None = None
+) -> TeacherEnsemble:
     """A freshly initialised ensemble on the CPU; member ``k``'s weights come from seed ``cfg.seed + k``.
 
-    Deterministic and free of side effects: each member is drawn from the CPU generator inside
-    :func:`torch.random.fork_rng`, which puts the caller's generator state back afterwards (the
-    weights are those a global ``torch.manual_seed(cfg.seed + k)`` gave before).
+    Deterministic and free of side effects: each member's dense layers are drawn from the CPU
+    generator inside :func:`torch.random.fork_rng`, which puts the caller's generator state back
+    afterwards (the weights are those a global ``torch.manual_seed(cfg.seed + k)`` gives), and its
+    tables come from their own generators (:class:`~recdistill.modules.sparse.TableInit`).
+    ``table_device="meta"``: tables without memory, for sharding (or for loading a checkpoint).
     """
     members = []
     for k in range(cfg.ensemble_size):
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(cfg.seed + k)
-            members.append(Teacher(inputs, cfg, member=k))
+            members.append(Teacher(inputs, cfg, member=k, device=table_device))
     return TeacherEnsemble(members)
 
 
 class TeacherTrainTask(nn.Module):
-    """Train-task wrapper: the loss is the mean of every member's binary cross-entropy.
+    """Train-task wrapper (as TorchRec's ``DLRMTrain``): the loss is the mean of every member's
+    binary cross-entropy.
 
-    ``forward(dense, ids, multi, label B) -> (loss scalar, ensemble logits B)``. Members learn
-    independently (each from its own loss), so the ensemble averages K distinct rankers.
+    ``forward(batch) -> (loss scalar, (loss detached, ensemble logits B detached))`` for a TorchRec
+    ``Batch`` (``dense_features B x N``, ``sparse_features`` the teacher KJT, ``labels B``): the
+    shape TorchRec's train pipelines call. Members learn independently (each from its own loss),
+    so the ensemble averages K distinct rankers.
     """
 
     def __init__(self, model: TeacherEnsemble) -> None:
@@ -263,9 +308,21 @@ class TeacherTrainTask(nn.Module):
         self.model = model
         self.loss_fn = nn.BCEWithLogitsLoss()
 
-    def forward(
-        self, dense: torch.Tensor, ids: torch.Tensor, multi: torch.Tensor, label: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model.member_logits(dense, ids, multi)  # K x B
-        loss = torch.stack([self.loss_fn(lg, label) for lg in logits]).mean()
-        return loss, logits.mean(0).detach()
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        logits = self.model.member_logits(batch.dense_features, batch.sparse_features)  # K x B
+        K = len(self.model.members)
+        loss = torch.stack([self.loss_fn(logits[k], batch.labels) for k in range(K)]).mean()
+        return loss, (loss.detach(), logits.mean(0).detach())
+
+
+def teacher_batch(inputs: TeacherInputs, batch: ModelBatch, labels: np.ndarray | None = None) -> Batch:
+    """A TorchRec ``Batch`` of (preprocessed, checked) model tensors: dense block, teacher KJT, labels
+    (zeros when ``labels`` is None): what training and validation feed the train task.
+    """
+    n = len(batch)
+    y = np.zeros(n, np.float32) if labels is None else np.ascontiguousarray(labels, dtype=np.float32)
+    return Batch(
+        dense_features=torch.from_numpy(np.ascontiguousarray(batch.dense)),
+        sparse_features=inputs.kjt(batch),
+        labels=torch.from_numpy(y),
+    )

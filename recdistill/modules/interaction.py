@@ -112,10 +112,41 @@ class HistoryMatch(nn.Module):
         return len(self.length_columns) + len(self.pairs)
 
     def forward(self, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
-        """INT64 ``B x C`` and ``B x M x L`` -> FP32 ``B x (Mm + P)``."""
+        """Padded lists: INT64 ``B x C`` and ``B x M x L`` -> FP32 ``B x (Mm + P)``."""
         lengths = (multi.index_select(1, self.length_index) != PAD_ROW).sum(2)  # B x Mm
         hist = multi.index_select(1, self.pair_multi)  # B x P x L
         target = ids.index_select(1, self.pair_cat).unsqueeze(2)  # B x P x 1
         known = target > OOV_ROW  # B x P x 1: a real id (PAD_ROW and OOV_ROW are below FIRST_ID_ROW)
         hits = ((hist == target) & known).sum(2)  # B x P
         return torch.log1p(torch.cat([lengths, hits], dim=1).to(torch.float32))
+
+    def jagged(self, ids: torch.Tensor, lengths: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Jagged lists (a ``KeyedJaggedTensor``'s layout): the same numbers as :meth:`forward`.
+
+        ``ids`` INT64 ``B x C``; ``lengths`` INT64 ``M x B`` (entries of list ``m`` in row ``b``, no
+        padding); ``values`` INT64, every entry, list-major then row-major (``lengths.sum()`` of
+        them). One comparison of every entry with its row's candidate per pair, summed per row:
+        no padding, no host synchronisation. -> FP32 ``B x (Mm + P)``.
+
+        Example::
+
+            match = HistoryMatch(length_columns=[0], pairs=[(0, 0)])
+            match.jagged(torch.tensor([[5], [1]]), torch.tensor([[3, 2]]), torch.tensor([5, 5, 7, 1, 1]))
+            # log1p of [[3, 2], [2, 0]], as in the class example
+        """
+        M, B = lengths.shape
+        E, dev = values.shape[0], values.device
+        # every entry's row and list, without host synchronisation (output sizes are known)
+        row = torch.repeat_interleave(
+            torch.arange(B, device=dev).repeat(M), lengths.reshape(-1), output_size=E
+        )
+        column = torch.repeat_interleave(torch.arange(M, device=dev), lengths.sum(1), output_size=E)
+        target = ids.index_select(1, self.pair_cat).index_select(0, row)  # E x P: the entry's row's candidate
+        hit = (values.unsqueeze(1) == target) & (column.unsqueeze(1) == self.pair_multi)
+        hit &= target > OOV_ROW  # a real id (PAD_ROW and OOV_ROW are below FIRST_ID_ROW)
+        # counts are small integers, exact in FP32: the same bits as counting in INT64 first
+        hits = torch.zeros((B, len(self.pairs)), device=dev).index_add_(
+            0, row, hit.to(torch.float32)
+        )  # B x P
+        lists = lengths.index_select(0, self.length_index).t().to(torch.float32)  # B x Mm
+        return torch.log1p(torch.cat([lists, hits], dim=1))

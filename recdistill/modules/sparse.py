@@ -1,4 +1,4 @@
-"""Pooled embeddings: padded id tensors -> TorchRec ``KeyedJaggedTensor`` -> pooled embeddings.
+"""Pooled embeddings over a TorchRec ``KeyedJaggedTensor`` built once per batch in the data path.
 
 Every id feature (categorical and multi-valued, including ``teacher_only`` ones) is one key of a
 TorchRec :class:`~torchrec.EmbeddingBagCollection`. Features that share a vocabulary
@@ -7,21 +7,38 @@ history gets the average of its rows. Row 0 of a categorical feature is the lear
 embedding; in a multi-valued feature 0 is padding and is left out of the bag (an empty bag pools
 to zeros).
 
+The teacher's KJT layout (:func:`padded_to_kjt` builds it from the padded model tensors, outside
+any ``forward``): keys are the categorical features then the multi-valued ones, in column order;
+every categorical key holds exactly one id per row. :func:`split_kjt` reads the candidate ids and
+the lists back from that layout without copying.
+
+Tables are initialised by :class:`TableInit` (each table's ``EmbeddingBagConfig.init_fn``):
+row ``r`` of a table gets the same values whether the table is whole (unsharded, CPU) or one
+shard of it (a table built on the ``meta`` device, whose shards ``DistributedModelParallel``
+allocates; :func:`recdistill.teacher.distributed.shard_model` fills them), so training starts
+from the same weights at any world size and sharding, and no rank ever holds a full copy of a
+table it does not own.
+
 Named ``PooledEmbeddings``, not ``SparseArch``: TorchRec's ``SparseArch`` receives a built
-``EmbeddingBagCollection`` and a ``KeyedJaggedTensor`` and orders features table by table; this
-block builds its collection from :class:`SparseFeature` and orders features by column.
+``EmbeddingBagCollection`` and orders features table by table; this block builds its collection
+from :class:`SparseFeature` and returns features in column order (``B x F x D``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
 from torchrec.modules.embedding_configs import PoolingType
+
+from recdistill.data.batch import PAD_ROW
 
 _SAFE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -41,8 +58,60 @@ class SparseFeature:
     group: str
 
 
-def table_configs(features: Sequence[SparseFeature], embedding_dim: int) -> list[EmbeddingBagConfig]:
-    """One ``EmbeddingBagConfig`` per table, in first-use order; shared tables list every feature."""
+@dataclass(frozen=True)
+class TableInit:
+    """``init_fn`` of one table: ``U(-1/sqrt(rows), 1/sqrt(rows))`` (TorchRec's default range), drawn
+    in blocks of ``BLOCK_ROWS`` rows, each from its own generator seeded by ``(seed, table, block)``.
+
+    Called with the whole table (a tensor ``rows x dim``) or with a sharded one (a
+    ``ShardedTensor``): every local shard is filled with its rows and columns of the same table,
+    drawing only the blocks it overlaps. It reads and leaves alone the global generator.
+    """
+
+    seed: int
+    table: int
+    rows: int
+    dim: int
+
+    BLOCK_ROWS = 4096
+
+    def block(self, b: int) -> torch.Tensor:
+        """Rows ``[b * BLOCK_ROWS, (b + 1) * BLOCK_ROWS)`` of the table (fewer in the last block), all columns."""
+        start = b * self.BLOCK_ROWS
+        n = min(self.BLOCK_ROWS, self.rows - start)
+        state = np.random.SeedSequence([self.seed, self.table, b]).generate_state(2, np.uint32)
+        g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        bound = math.sqrt(1.0 / self.rows)
+        return torch.empty(n, self.dim).uniform_(-bound, bound, generator=g)
+
+    def fill(self, out: torch.Tensor, row0: int = 0, col0: int = 0) -> None:
+        """Write rows ``row0 ..`` and columns ``col0 ..`` of the table into ``out`` (in place)."""
+        rows, cols = out.shape
+        with torch.no_grad():
+            for b in range(row0 // self.BLOCK_ROWS, (row0 + rows - 1) // self.BLOCK_ROWS + 1):
+                lo, hi = max(row0, b * self.BLOCK_ROWS), min(row0 + rows, (b + 1) * self.BLOCK_ROWS)
+                src = self.block(b)[lo - b * self.BLOCK_ROWS : hi - b * self.BLOCK_ROWS, col0 : col0 + cols]
+                out[lo - row0 : hi - row0].copy_(src)
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+        if isinstance(weight, ShardedTensor):
+            for shard in weight.local_shards():
+                row0, col0 = shard.metadata.shard_offsets
+                self.fill(shard.tensor, row0, col0)
+        else:
+            self.fill(weight)
+        return weight
+
+
+def table_configs(
+    features: Sequence[SparseFeature], embedding_dim: int, *, seed: int = 0
+) -> list[EmbeddingBagConfig]:
+    """One ``EmbeddingBagConfig`` per table, in first-use order; shared tables list every feature.
+
+    Table ``i`` (in that order) is initialised by ``TableInit(seed, i, rows, embedding_dim)``.
+    """
     order: list[str] = []
     users: dict[str, list[SparseFeature]] = {}
     for f in features:
@@ -52,7 +121,7 @@ def table_configs(features: Sequence[SparseFeature], embedding_dim: int) -> list
         users[f.table].append(f)
     configs = []
     seen: set[str] = set()
-    for t in order:
+    for i, t in enumerate(order):
         rows = {f.rows for f in users[t]}
         if len(rows) != 1:
             raise ValueError(
@@ -62,48 +131,84 @@ def table_configs(features: Sequence[SparseFeature], embedding_dim: int) -> list
         while name in seen:
             name += "_"
         seen.add(name)
+        n = rows.pop()
         configs.append(
             EmbeddingBagConfig(
                 name=name,
                 embedding_dim=embedding_dim,
-                num_embeddings=rows.pop(),
+                num_embeddings=n,
                 feature_names=[f.name for f in users[t]],
                 pooling=PoolingType.MEAN,
+                init_fn=TableInit(seed, i, n, embedding_dim),
             )
         )
     return configs
 
 
-def padded_to_kjt(ids: torch.Tensor, multi: torch.Tensor, keys: list[str]) -> KeyedJaggedTensor:
-    """Padded id tensors -> one ``KeyedJaggedTensor`` (keys: categorical columns, then multi columns).
+def padded_to_kjt(
+    ids: npt.NDArray[np.int64], multi: npt.NDArray[np.int64], keys: Sequence[str]
+) -> KeyedJaggedTensor:
+    """Padded model tensors -> the teacher's ``KeyedJaggedTensor`` (see the module docstring).
 
     ``ids``: INT64 ``B x C`` (one value per row and feature, row 0 kept as "missing").
-    ``multi``: INT64 ``B x M x L`` (0 = padding, dropped). ``len(keys) == C + M``.
+    ``multi``: INT64 ``B x M x L`` (``PAD_ROW`` = padding, dropped). ``len(keys) == C + M``.
+    Values are feature-major, as a KJT expects: ``C * B`` candidate ids, then every list.
+
+    Example::
+
+        kjt = padded_to_kjt(np.array([[0, 3], [4, 5]]), np.array([[[7, 8, 0]], [[0, 0, 0]]]), ["a", "b", "h"])
+        kjt.values()   # tensor([0, 4, 3, 5, 7, 8])
+        kjt.lengths()  # tensor([1, 1, 1, 1, 2, 0])
     """
     B, C = ids.shape
-    cat_values = ids.t().reshape(-1)  # C*B, feature-major as a KJT expects
-    cat_lengths = torch.ones(C * B, dtype=torch.int64, device=ids.device)
-    m = multi.transpose(0, 1)  # M x B x L
-    mask = m != 0
-    values = torch.cat([cat_values, m[mask]])
-    lengths = torch.cat([cat_lengths, mask.sum(-1).reshape(-1)])
-    return KeyedJaggedTensor(keys=keys, values=values, lengths=lengths)
+    m = multi.transpose(1, 0, 2)  # M x B x L
+    mask = m != PAD_ROW
+    values = np.concatenate([ids.T.reshape(-1), m[mask]])
+    lengths = np.concatenate([np.ones(C * B, dtype=np.int64), mask.sum(-1, dtype=np.int64).reshape(-1)])
+    return KeyedJaggedTensor(
+        keys=list(keys), values=torch.from_numpy(values), lengths=torch.from_numpy(lengths)
+    )
+
+
+def split_kjt(
+    sparse: KeyedJaggedTensor, n_categorical: int, n_multi: int, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Views of a teacher KJT: candidate ids ``B x C``, list lengths ``M x B``, list values (M-major).
+
+    Relies on the layout :func:`padded_to_kjt` builds (categorical keys first, one id per row).
+    """
+    n = n_categorical * batch_size
+    values, lengths = sparse.values(), sparse.lengths()
+    ids = values[:n].view(n_categorical, batch_size).t()
+    return ids, lengths[n:].view(n_multi, batch_size), values[n:]
 
 
 class PooledEmbeddings(nn.Module):
-    """Pooled embeddings of every id feature.
+    """Pooled embeddings of every id feature: ``forward(sparse KJT) -> B x F x D`` in ``features`` order.
 
-    ``forward(ids B x C, multi B x M x L) -> B x F x D`` with ``F = C + M`` in ``features`` order.
-    ``features`` must list the categorical columns ``0..C-1`` first, then multi columns ``0..M-1``.
+    ``features`` must list the categorical columns ``0..C-1`` first, then multi columns ``0..M-1``
+    (the order of the KJT's keys). ``device="meta"`` builds the tables without memory (for
+    ``DistributedModelParallel``, which materialises the shards); tables are initialised with
+    ``seed`` (see :class:`TableInit`).
 
     Example::
 
         f = [SparseFeature("item", "categorical", 0, "item", 10, "item")]
-        PooledEmbeddings(f, 4)(torch.tensor([[3], [0]]), torch.zeros(2, 0, 1, dtype=torch.long)).shape
+        emb = PooledEmbeddings(f, 4)
+        emb(padded_to_kjt(np.array([[3], [0]]), np.zeros((2, 0, 1), np.int64), emb.keys)).shape
         # torch.Size([2, 1, 4])
     """
 
-    def __init__(self, features: Sequence[SparseFeature], embedding_dim: int) -> None:
+    column_of_ebc: torch.Tensor  # INT64 [F]: position in the EBC's output of the feature in column i
+
+    def __init__(
+        self,
+        features: Sequence[SparseFeature],
+        embedding_dim: int,
+        *,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         if not features:
             raise ValueError("pooled embeddings need at least one id feature")
@@ -116,13 +221,23 @@ class PooledEmbeddings(nn.Module):
         self.features = list(features)
         self.keys = [f.name for f in cats] + [f.name for f in multis]
         self.embedding_dim = embedding_dim
-        self.ebc = EmbeddingBagCollection(tables=table_configs(self.features, embedding_dim))
+        # nn.EmbeddingBag draws its own initial weights (then replaced by init_fn) on a real device:
+        # from a forked generator, so the caller's stream is the same whatever the tables' device
+        with torch.random.fork_rng(devices=[]):
+            self.ebc = EmbeddingBagCollection(
+                tables=table_configs(self.features, embedding_dim, seed=seed),
+                device=torch.device(device) if device is not None else None,
+            )
+        ebc_order = [name for c in self.ebc.embedding_bag_configs() for name in c.feature_names]
+        self.register_buffer(
+            "column_of_ebc", torch.tensor([ebc_order.index(k) for k in self.keys]), persistent=False
+        )
 
     @property
     def num_features(self) -> int:
         return len(self.keys)
 
-    def forward(self, ids: torch.Tensor, multi: torch.Tensor) -> torch.Tensor:
-        """INT64 ``B x C`` and ``B x M x L`` -> FP32 ``B x F x D``."""
-        kt = self.ebc(padded_to_kjt(ids, multi, self.keys))
-        return torch.stack([kt[k] for k in self.keys], dim=1)
+    def forward(self, sparse: KeyedJaggedTensor) -> torch.Tensor:
+        """The teacher KJT -> FP32 ``B x F x D`` (features in column order)."""
+        pooled = self.ebc(sparse).values()  # B x (F * D), table by table
+        return pooled.view(pooled.shape[0], -1, self.embedding_dim).index_select(1, self.column_of_ebc)

@@ -286,9 +286,9 @@ def load_teacher(path: str | Path) -> LoadedTeacher:
         )
     cfg = from_mapping(TeacherConfig, fp["config"], source=str(file))
     inputs = TeacherInputs.from_dict(fp["inputs"])
-    model = build_teacher(inputs, cfg)
+    model = build_teacher(inputs, cfg, table_device="meta")  # the tables are the file's, not drawn
     check_state_shapes(model.state_dict(), payload["state_dict"], where=str(file))
-    model.load_state_dict(payload["state_dict"])
+    model.load_state_dict(payload["state_dict"], assign=True)
     model.eval()
     return LoadedTeacher(model, cfg, inputs, meta, file_sha256(file), file)
 

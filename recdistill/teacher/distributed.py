@@ -1,8 +1,14 @@
-"""TorchRec distribution: process group, sharding plan, ``DistributedModelParallel``, optimisers.
+"""TorchRec distribution: process group, sharding plan, ``DistributedModelParallel``, optimisers,
+train pipeline.
 
 Training always runs through ``DistributedModelParallel`` (DMP), also in a single process
 (world size 1): DMP swaps the ``EmbeddingBagCollection`` for fused FBGEMM table-batched kernels,
-which train faster than the unsharded collection (see ``benchmarks`` numbers in the report).
+which train faster than the unsharded collection (``benchmarks/results/teacher_speed.json``).
+The tables arrive on the ``meta`` device; DMP allocates each rank's shards and
+:func:`shard_model` fills every shard with its rows and columns of the table
+(:class:`recdistill.modules.sparse.TableInit`), so a rank holds only its shards and every world
+size starts from the weights of the unsharded model. Steps run through TorchRec's
+``TrainPipelineSparseDist`` (:func:`train_pipeline`).
 
 Traps handled here (``docs/stack.md``):
   * the sparse optimiser is set explicitly with ``apply_optimizer_in_backward``; without it the
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +30,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torchrec.datasets.utils import Batch
 from torchrec.distributed import DistributedModelParallel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from torchrec.distributed.types import ShardingEnv, ShardingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
@@ -36,6 +44,7 @@ from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
 from recdistill.config.teacher import TeacherConfig
 from recdistill.errors import ConfigError
+from recdistill.modules.sparse import TableInit
 
 
 @dataclass(frozen=True)
@@ -118,19 +127,33 @@ def embedding_collections(model: nn.Module) -> list[EmbeddingBagCollection]:
     return [m for m in model.modules() if isinstance(m, EmbeddingBagCollection)]
 
 
-def shard_model(model: nn.Module, cfg: TeacherConfig, ctx: DistContext) -> DistributedModelParallel:
-    """Shard ``model``'s embedding tables over the ranks and copy its initial weights in.
+def table_inits(model: nn.Module) -> dict[str, TableInit]:
+    """``state_dict`` key of every table -> its :class:`TableInit` (the ``init_fn`` of its config)."""
+    return {
+        f"{path}.embedding_bags.{c.name}.weight": c.init_fn
+        for path, m in model.named_modules()
+        if isinstance(m, EmbeddingBagCollection)
+        for c in m.embedding_bag_configs()
+        if isinstance(c.init_fn, TableInit)
+    }
 
-    Every rank must pass an identically initialised ``model`` (build it from the same seed):
-    the sharded tables receive exactly those weights, so training starts from the same point
-    whatever the world size.
+
+def shard_model(model: nn.Module, cfg: TeacherConfig, ctx: DistContext) -> DistributedModelParallel:
+    """Shard ``model``'s embedding tables over the ranks.
+
+    Build ``model`` with its tables on the ``meta`` device (``build_teacher(...,
+    table_device="meta")``): DMP allocates only this rank's shards, and each is filled here with
+    its rows and columns of the unsharded table (:class:`TableInit` draws only the blocks a shard
+    overlaps). TorchRec's own ``init_fn`` call on a shard does not say where the shard starts,
+    so it cannot do this. Tables already on the CPU work too (at the cost of a full copy) and
+    end up the same. Every rank must pass an identically built ``model`` (same config and seed).
     """
     if cfg.sparse_optimizer == "adam" and ctx.device.type == "cpu":
         raise ConfigError(
             "teacher.sparse_optimizer 'adam' needs a GPU: FBGEMM's CPU kernels train tables with "
             "rowwise_adagrad, adagrad or sgd"
         )
-    full_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    inits = table_inits(model)
     opt_cls, opt_kwargs = sparse_optimizer(cfg)
     for ebc in embedding_collections(model):
         apply_optimizer_in_backward(opt_cls, ebc.parameters(), opt_kwargs)
@@ -154,8 +177,25 @@ def shard_model(model: nn.Module, cfg: TeacherConfig, ctx: DistContext) -> Distr
         plan=plan,
         sharders=sharders,
     )
-    load_full_state(dmp, full_state)
+    state = dmp.state_dict()  # ShardedTensors whose local shards are views of this rank's kernels' weights
+    for key, init in inits.items():
+        init(state[key])
     return dmp
+
+
+def train_pipeline(
+    dmp: DistributedModelParallel, optimizer: torch.optim.Optimizer, device: torch.device
+) -> TrainPipelineSparseDist[Batch, Any]:
+    """TorchRec's ``TrainPipelineSparseDist`` over ``dmp``: ``progress(batches)`` runs one step
+    (zero_grad, forward, backward, optimiser step) while the next batch's sparse input
+    distribution (``input_dist``) is already started, and the one after is being copied to the
+    device (on GPU: on their own CUDA streams). On CPU the same calls run in order on one stream;
+    batch preparation overlaps through the prefetching batch stream
+    (:class:`recdistill.teacher.batches.BatchStream`). The model's order of updates is unchanged:
+    every batch is looked up after the previous step's update. ``detach()`` it before calling
+    ``dmp`` directly (validation).
+    """
+    return TrainPipelineSparseDist(dmp, optimizer, device, execute_all_batches=True)
 
 
 def sharding_summary(dmp: DistributedModelParallel) -> dict[str, str]:
@@ -165,27 +205,6 @@ def sharding_summary(dmp: DistributedModelParallel) -> dict[str, str]:
         for table, spec in module_plan.items():
             out[f"{module_path}.{table}"] = str(spec.sharding_type)
     return out
-
-
-def load_full_state(dmp: nn.Module, full_state: Mapping[str, torch.Tensor]) -> None:
-    """Copy unsharded tensors (``name -> full tensor``) into ``dmp``'s shards, in place."""
-    from torch.distributed._shard.sharded_tensor import ShardedTensor
-
-    target = dmp.state_dict()
-    missing = sorted(set(target) - set(full_state))
-    if missing:
-        raise KeyError(f"unsharded state lacks {missing[:5]}")
-    with torch.no_grad():
-        for name, t in target.items():
-            src = full_state[name]
-            if isinstance(t, ShardedTensor):
-                for shard in t.local_shards():
-                    offs = shard.metadata.shard_offsets
-                    sizes = shard.metadata.shard_sizes
-                    idx = tuple(slice(o, o + s) for o, s in zip(offs, sizes, strict=True))
-                    shard.tensor.copy_(src[idx])
-            elif isinstance(t, torch.Tensor):
-                t.copy_(src)
 
 
 def make_optimizer(dmp: DistributedModelParallel, cfg: TeacherConfig) -> CombinedOptimizer:

@@ -34,6 +34,7 @@ from recdistill.data.schema import SCHEMA_FILE, Schema
 from recdistill.errors import ArtefactError, SchemaError
 from recdistill.io_utils import atomic_path, atomic_write_json, tree_sha256
 from recdistill.models.teacher import TeacherEnsemble, TeacherInputs
+from recdistill.modules.sparse import padded_to_kjt
 from recdistill.probability import sigmoid
 from recdistill.teacher.checkpoint import LoadedTeacher, load_teacher
 
@@ -93,12 +94,15 @@ def check_teacher_inputs(teacher: LoadedTeacher, inputs: TeacherInputs, preproce
 
 def predict_logits(model: TeacherEnsemble, batch: ModelBatch, *, micro_batch: int = 1024) -> np.ndarray:
     """FP32 logits ``[B]`` of an unsharded teacher, ``micro_batch`` rows per forward (1024 keeps the
-    activations in cache: about twice the rows/s of 8192 on this machine)."""
+    activations in cache: about twice the rows/s of 8192 on this machine). Each micro-batch's KJT
+    is built here, before the forward (:func:`~recdistill.modules.sparse.padded_to_kjt`)."""
     out = np.empty(len(batch), dtype=np.float32)
     with torch.inference_mode():
         for s in range(0, len(batch), micro_batch):
             b = batch.slice(s, s + micro_batch)
-            logits = model(torch.from_numpy(b.dense), torch.from_numpy(b.ids), torch.from_numpy(b.multi))
+            logits = model(
+                torch.from_numpy(np.ascontiguousarray(b.dense)), padded_to_kjt(b.ids, b.multi, model.keys)
+            )
             out[s : s + len(b)] = logits.float().numpy()
     return out
 

@@ -1,8 +1,11 @@
-"""Teacher training loop: single process or ``torchrun`` with sharded tables.
+"""Teacher training: single process or ``torchrun`` with sharded tables, through TorchRec's train pipeline.
 
 ``run_train_teacher`` reads the data and preprocessing artefacts and calls :func:`train_teacher`,
 which works on in-memory splits. Per epoch: shuffle (seeded by ``seed`` and the epoch, so a
-resumed run repeats the interrupted one exactly), train with a progress bar (loss, samples/s),
+resumed run repeats the interrupted one exactly), stream the epoch's batches (TorchRec
+``Batch``: dense block, the teacher's ``KeyedJaggedTensor`` built once per batch, labels;
+prefetched, :mod:`recdistill.teacher.batches`) through ``TrainPipelineSparseDist``
+(:func:`~recdistill.teacher.distributed.train_pipeline`) with a progress bar (loss, samples/s),
 evaluate on the validation split (logloss, AUC), write a checkpoint atomically, stop early after
 ``patience`` epochs without improvement. The best epoch becomes ``model.pt`` (unsharded).
 
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torchrec.datasets.utils import Batch
 from tqdm import tqdm
 
 from recdistill.config.loader import to_mapping
@@ -30,8 +34,9 @@ from recdistill.data.batch import ModelBatch, Targets
 from recdistill.data.batching import epoch_batches, epoch_rng
 from recdistill.errors import ArtefactError, DataError
 from recdistill.models.params import count_parameters
-from recdistill.models.teacher import TeacherInputs, TeacherTrainTask, build_teacher
+from recdistill.models.teacher import TeacherInputs, TeacherTrainTask, build_teacher, teacher_batch
 from recdistill.teacher import checkpoint as ckpt
+from recdistill.teacher.batches import BatchStream, Rows
 from recdistill.teacher.distributed import (
     DistContext,
     distributed_context,
@@ -39,8 +44,9 @@ from recdistill.teacher.distributed import (
     set_learning_rates,
     shard_model,
     sharding_summary,
+    train_pipeline,
 )
-from recdistill.teacher.validation import evaluate_split, to_tensors
+from recdistill.teacher.validation import evaluate_split
 
 Split = tuple[ModelBatch, Targets]
 StepHook = Callable[[int, int], None]
@@ -140,7 +146,7 @@ def _train(
     steps_per_epoch = n // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
 
-    model = build_teacher(inputs, cfg)
+    model = build_teacher(inputs, cfg, table_device="meta")  # each rank materialises its shards only
     params = count_parameters(model)
     dmp = shard_model(TeacherTrainTask(model), cfg, ctx)
     opt = make_optimizer(dmp, cfg)
@@ -173,6 +179,10 @@ def _train(
         if ctx.is_main:
             print(f"resuming from {latest} (epoch {state['epoch']} done)", flush=True)
 
+    def make_batch(rows: Rows) -> Batch:
+        b = teacher_batch(inputs, train[0].take(rows), train[1].label[rows])
+        return b.pin_memory() if ctx.device.type == "cuda" else b  # the pipeline copies it to the device
+
     t_train = 0.0
     rows_trained = 0
     dmp.train()
@@ -180,6 +190,7 @@ def _train(
         epoch = state["epoch"] + 1
         torch.manual_seed(cfg.seed * 1000 + epoch)
         batches = epoch_batches(n, cfg.batch_size, epoch_rng(cfg.seed, epoch), drop_last=True)
+        mine = [rows[ctx.rank * local_b : (ctx.rank + 1) * local_b] for rows in batches]
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"teacher epoch {epoch}/{cfg.epochs}",
@@ -189,23 +200,22 @@ def _train(
         )
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=ctx.device)  # summed on the device: no sync per step
-        for i, rows in enumerate(batches):
-            set_learning_rates(opt, cfg, lr_factor(cfg, state["step"], total_steps))
-            mine = rows[ctx.rank * local_b : (ctx.rank + 1) * local_b]
-            dense, ids, multi = to_tensors(train[0].take(mine), ctx.device)
-            label = torch.from_numpy(train[1].label[mine]).to(ctx.device)
-            opt.zero_grad()
-            loss, _ = dmp(dense, ids, multi, label)
-            loss.backward()
-            opt.step()
-            state["step"] += 1
-            loss_sum += loss.detach()
-            if bar.disable is False and (i % 10 == 0 or i == steps_per_epoch - 1):
-                rate = (i + 1) * cfg.batch_size / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{float(loss_sum) / (i + 1):.4f}", samples_s=f"{rate:,.0f}")
-            bar.update(1)
-            if on_step is not None:
-                on_step(epoch, i)
+        pipe = train_pipeline(dmp, opt, ctx.device)
+        with BatchStream(make_batch, mine, depth=cfg.prefetch_batches) as stream:
+            try:
+                for i in range(steps_per_epoch):
+                    set_learning_rates(opt, cfg, lr_factor(cfg, state["step"], total_steps))
+                    loss, _ = pipe.progress(stream)  # zero_grad, forward, backward, step
+                    state["step"] += 1
+                    loss_sum += loss
+                    if bar.disable is False and (i % 10 == 0 or i == steps_per_epoch - 1):
+                        rate = (i + 1) * cfg.batch_size / (time.perf_counter() - t0)
+                        bar.set_postfix(loss=f"{float(loss_sum) / (i + 1):.4f}", samples_s=f"{rate:,.0f}")
+                    bar.update(1)
+                    if on_step is not None:
+                        on_step(epoch, i)
+            finally:
+                pipe.detach()  # the model's own forward again (validation, the next epoch's pipeline)
         bar.close()
         dt = time.perf_counter() - t0
         t_train += dt
@@ -219,7 +229,10 @@ def _train(
         }
         if valid is not None:
             record.update(
-                {f"valid_{k}": v for k, v in evaluate_split(dmp, valid, cfg.eval_batch_size, ctx).items()}
+                {
+                    f"valid_{k}": v
+                    for k, v in evaluate_split(dmp, inputs, valid, cfg.eval_batch_size, ctx).items()
+                }
             )
             current = record["valid_logloss"]
         else:

@@ -16,15 +16,8 @@ import torch.distributed as dist
 
 from recdistill.data.batch import ModelBatch, Targets
 from recdistill.metrics.classification import auc, logloss_of_logits
+from recdistill.models.teacher import TeacherInputs, teacher_batch
 from recdistill.teacher.distributed import DistContext
-
-
-def to_tensors(batch: ModelBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (
-        torch.from_numpy(np.ascontiguousarray(batch.dense)).to(device),
-        torch.from_numpy(np.ascontiguousarray(batch.ids)).to(device),
-        torch.from_numpy(np.ascontiguousarray(batch.multi)).to(device),
-    )
 
 
 def binary_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -36,9 +29,17 @@ def binary_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_split(
-    dmp: torch.nn.Module, data: tuple[ModelBatch, Targets], eval_batch_size: int, ctx: DistContext
+    dmp: torch.nn.Module,
+    inputs: TeacherInputs,
+    data: tuple[ModelBatch, Targets],
+    eval_batch_size: int,
+    ctx: DistContext,
 ) -> dict[str, float]:
-    """Logloss/AUC on a split; every rank scores an equal share of every chunk (padded)."""
+    """Logloss/AUC on a split; every rank scores an equal share of every chunk (padded).
+
+    ``dmp`` is the train task (:class:`~recdistill.models.teacher.TeacherTrainTask`, sharded),
+    called on TorchRec ``Batch``es built from ``inputs``' layout.
+    """
     batch, targets = data
     n = len(batch)
     ws = ctx.world_size
@@ -51,9 +52,7 @@ def evaluate_split(
             b = math.ceil(len(idx) / ws)
             padded = np.resize(idx, b * ws)  # repeats rows so every rank runs the same batch size
             mine = padded[ctx.rank * b : (ctx.rank + 1) * b]
-            dense, ids, multi = to_tensors(batch.take(mine), ctx.device)
-            label = torch.zeros(len(mine), device=ctx.device)
-            _, logits = dmp(dense, ids, multi, label)
+            _, (_, logits) = dmp(teacher_batch(inputs, batch.take(mine)).to(ctx.device))
             local.append(logits.float().cpu().numpy())
     dmp.train()
     gathered: list[Any] = [None] * ws
