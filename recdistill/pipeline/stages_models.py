@@ -124,12 +124,14 @@ def _score_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         ctx.soft_labels_dir,
         folds_dir=ctx.fold_teachers_dir if out_of_fold(ctx) else None,
         heldout=ctx.cfg.soft_labels.heldout,
+        resume=resume,  # sharded (under torchrun): an interrupted run keeps its finished parts
     )
     return {
         "rows": res.rows,
         "rows_per_s": res.rows_per_s,
         "teacher_hash": res.teacher_hash,
         "method": ctx.cfg.soft_labels.method,
+        "ranks": res.ranks,
     }
 
 
