@@ -31,7 +31,7 @@ from recdistill.row_ranges import iter_row_range, plan_ranges
 from recdistill.students.soft_labels import check_soft_labels, load_soft_label_rows, load_soft_labels
 from recdistill.teacher import score as score_mod
 from recdistill.teacher.score import run_score
-from recdistill.teacher.score_parts import PART_KEY, plan_parts
+from recdistill.teacher.score_parts import PART_KEY, assign_parts, plan_parts
 from recdistill.teacher.train import run_train_teacher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,18 +105,15 @@ def test_sharded_parts_read_as_one_table_equal_to_single_process(
         load_soft_label_rows(opened, 90, 230, t.row_key[91:231], row_key="row_id")
 
 
-def test_parts_go_round_robin_over_ranks_and_do_not_depend_on_the_rank_count() -> None:
+def test_parts_are_shared_out_by_rows_and_the_cut_does_not_depend_on_the_rank_count() -> None:
     parts = plan_parts({"train": 384, "valid": 256}, PART_ROWS)
-    assert [p.file for p in parts[1::2]] == [  # rank 1 of 2
-        "train.parquet/part-00001.parquet",
-        "train.parquet/part-00003.parquet",
-        "valid.parquet/part-00001.parquet",
-    ]
-    assert [(p.rows.start, p.rows.stop) for p in parts if p.split == "valid"] == [
-        (0, 100),
-        (100, 200),
-        (200, 256),
-    ]
+    assert [(p.split, p.rows.start, p.rows.stop) for p in parts if p.split == "valid"] == [
+        ("valid", 0, 100), ("valid", 100, 200), ("valid", 200, 256)]  # fmt: skip
+    mine = assign_parts(parts, 2)
+    assert sorted(p.file for m in mine for p in m) == sorted(p.file for p in parts)
+    assert [sum(len(p.rows) for p in m) for m in mine] == [300, 340]  # 640 rows: within one part
+    assert [len(m) for m in assign_parts(parts, 3)] == [2, 2, 3]
+    assert assign_parts(parts[:1], 2)[1] == []  # more ranks than parts: idle ranks are fine
 
 
 def test_an_interrupted_run_redoes_only_the_missing_parts(

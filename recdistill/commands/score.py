@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--part-rows",
         type=int,
-        help="sharded scoring: rows per part file (default four chunks); the same cut for any rank count",
+        help="sharded scoring: rows per part file (default one chunk, --chunk-rows); the same cut for any rank count",
     )
     p.add_argument(
         "--sharded",

@@ -315,5 +315,5 @@ MODEL_STAGES: tuple[Stage, ...] = (
           code=(*_DATA, *_MLP)),
     Stage("distill-gbdt", "distil the LightGBM student and train its hard-label twin",
           _gbdt_inputs, lambda ctx: [f"students/{n}/model.txt" for n in GBDT_STUDENTS], _gbdt_run,
-          code=(*_DATA, "recdistill/students/gbdt", "recdistill/row_ranges.py")),
+          code=(*_DATA, "recdistill/students/gbdt", "recdistill/students/soft_labels.py", "recdistill/row_ranges.py")),
 )  # fmt: skip

@@ -186,7 +186,7 @@ def run_score(
     fold teachers' mean logit.
 
     Sharded scoring (``sharded``; default: when ``torchrun`` started more than one process): each
-    rank scores its share of the row ranges of ``part_rows`` rows (default four chunks) into part
+    rank scores its share of the row ranges of ``part_rows`` rows (default one chunk) into part
     files; ``resume`` keeps the parts an interrupted run of the same job finished.
     """
     from recdistill.data.preprocess import Preprocessor

@@ -7,8 +7,9 @@ Layout (what :func:`recdistill.students.soft_labels.load_soft_labels` reads as o
     soft_labels/<split>.parquet/part-00001.parquet  rows [P, 2P) ...
 
 Every split is cut into row ranges of ``part_rows`` rows (:func:`recdistill.row_ranges.plan_ranges`:
-the same cut whatever the number of ranks, uneven at the end); part ``i`` of the run's list
-(splits in order) goes to rank ``i % world_size``. A rank streams each of its ranges in chunks
+the same cut whatever the number of ranks, uneven at the end); :func:`assign_parts` shares the
+parts out by rows (largest first, each to the rank with the fewest rows so far: every rank
+computes the same answer). A rank streams each of its ranges in chunks
 (bounded memory) through the same scorer as a single process, with every row's global position
 in its split (the out-of-fold scorer indexes the fold assignment by position).
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from recdistill.teacher.score import ScoreJob
 
 PART_KEY = b"recdistill.soft_label_part"  # JSON: job key, split, index, start, stop, rank
-PART_CHUNKS = 4  # default part size in chunks of ``chunk_rows`` rows
+PART_CHUNKS = 1  # default part size in chunks of ``chunk_rows`` rows
 
 
 class Ranks(Protocol):
@@ -131,6 +132,18 @@ def plan_parts(totals: dict[str, int], part_rows: int) -> list[ScorePart]:
     return [
         ScorePart(split, i, r) for split, n in totals.items() for i, r in enumerate(plan_ranges(n, part_rows))
     ]
+
+
+def assign_parts(parts: list[ScorePart], world_size: int) -> list[list[ScorePart]]:
+    """Each rank's parts (in plan order): largest part first to the rank with the fewest rows so
+    far, ties to the lower part index and the lower rank; the same on every rank."""
+    load = [0] * world_size
+    mine: list[list[int]] = [[] for _ in range(world_size)]
+    for i in sorted(range(len(parts)), key=lambda i: (-len(parts[i].rows), i)):
+        r = min(range(world_size), key=lambda r: (load[r], r))
+        mine[r].append(i)
+        load[r] += len(parts[i].rows)
+    return [[parts[i] for i in sorted(m)] for m in mine]
 
 
 def job_key(job: ScoreJob, part: ScorePart, preprocess_hash: str) -> str:
@@ -288,7 +301,7 @@ def score_sharded(
         _prepare_out(out, job, resume=resume)
     ranks.barrier()
     t0 = time.perf_counter()
-    mine = parts[ranks.rank :: ranks.world_size]
+    mine = assign_parts(parts, ranks.world_size)[ranks.rank]
     info = _score_mine(job, out, mine, keys, ranks.rank, progress)
     everyone = ranks.gather(info)  # also waits for every rank
     wall = time.perf_counter() - t0
