@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from conftest import TINY_SCHEMA
 from teacher_util import TINY_CFG
 from test_teacher_score import SPLIT_ROWS, write_data
 
+from recdistill.cli import main
 from recdistill.data.batch import ModelBatch
 from recdistill.data.preprocess import Preprocessor, load_split
 from recdistill.data.schema import Schema
@@ -206,3 +208,31 @@ def test_torchrun_two_ranks_equal_single_process(world: dict[str, Any], tmp_path
     diff = _max_diff(world, out)
     print(f"max |sharded (2 ranks) - single process| = {diff:.2e}")
     assert diff <= 1e-6
+
+
+@pytest.mark.slow
+def test_pipeline_score_stage_under_torchrun_writes_parts(tmp_path: Path) -> None:
+    """``torchrun ... -m recdistill run --from score --until score``: both ranks run the stage,
+    the parts and the manifest are written once, the run manifest records the two ranks."""
+    raw = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    raw["run_dir"] = str(tmp_path / "run")
+    raw["data"]["generator"].update(rows=4096, transfer_rows=1024)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    assert main(["run", "--config", str(cfg), "--until", "score"]) == 0
+    single = tmp_path / "single"
+    shutil.copytree(tmp_path / "run" / "soft_labels", single)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "recdistill", "run", "--config", str(cfg), "--from", "score", "--until", "score"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    soft = tmp_path / "run" / "soft_labels"
+    assert json.loads((soft / "manifest.json").read_text())["layout"] == "sharded"
+    stage = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["score"]
+    assert stage["metrics"]["ranks"] == 2
+    pre = Preprocessor.load(tmp_path / "run" / "preprocess")
+    for split in ("train", "test"):
+        _, t = load_split(tmp_path / "run" / "data" / f"{split}.parquet", pre)
+        got = load_soft_labels(soft, split, t, expected_teacher_hash=None)
+        np.testing.assert_array_equal(got, load_soft_labels(single, split, t, expected_teacher_hash=None))
