@@ -10,4 +10,5 @@ $PY bench_students.py --sweep
 $PY bench_teacher.py   # its own 3M-row run (benchmarks/configs/teacher.yaml)
 $PY bench_teacher_speed.py   # trainer vs a bare DMP loop, side by side (synthetic 26 x 100k x 16)
 $PY bench_real.py      # MovieLens-100k, both scenarios, 3 student seeds
+$PY bench_scale.py     # 2-rank torchrun scoring vs one process; the GBDT on a 2-worker Dask cluster
 $PY bench_latency.py --run-dir ../runs/bench_privileged

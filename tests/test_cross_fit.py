@@ -86,6 +86,25 @@ def test_fold_mean_scores_heldout_rows_with_the_fold_teachers(run: Path, tmp_pat
                                want, atol=1e-6)  # fmt: skip
 
 
+def test_sharded_out_of_fold_scoring_equals_single_process(run: Path, tmp_path: Path) -> None:
+    """Every part scores its rows with their global positions in the split (the fold assignment is
+    indexed by position): parts of 50 rows, fold_mean on the held-out splits, equal row by row."""
+    pre = Preprocessor.load(run / "pre")
+    for heldout, ref in (("full", run / "soft"), ("fold_mean", tmp_path / "single")):
+        if heldout == "fold_mean":
+            run_score(run / "data", run / "pre", run / "teacher", ref, folds_dir=run / "folds",
+                      heldout=heldout, splits=["train", "valid"], progress=False)  # fmt: skip
+        out = tmp_path / f"sharded_{heldout}"
+        run_score(run / "data", run / "pre", run / "teacher", out, folds_dir=run / "folds", heldout=heldout,
+                  splits=["train", "valid"], sharded=True, part_rows=50, chunk_rows=32, progress=False)  # fmt: skip
+        assert read_manifest(out)["method"] == "out_of_fold" and read_manifest(out)["layout"] == "sharded"
+        for split in ("train", "valid"):
+            _, targets = load_split(run / "data" / f"{split}.parquet", pre)
+            got = load_soft_labels(out, split, targets, expected_teacher_hash=None)
+            want = load_soft_labels(ref, split, targets, expected_teacher_hash=None)
+            assert float(np.max(np.abs(got - want))) <= 1e-6, (heldout, split)
+
+
 def test_mixed_in_sample_and_out_of_fold_files_are_refused(run: Path, tmp_path: Path) -> None:
     mixed = tmp_path / "mixed"
     shutil.copytree(run / "soft", mixed)

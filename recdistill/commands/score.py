@@ -1,9 +1,14 @@
-"""``recdistill score``: teacher soft labels for every split, written to soft_labels/<split>.parquet."""
+"""``recdistill score``: teacher soft labels for every split, written to soft_labels/<split>.parquet.
+
+Sharded: ``torchrun --standalone --nproc_per_node N -m recdistill score ...`` (each rank scores its
+share of the row ranges into part files; a rerun keeps the parts that are finished).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 
@@ -33,6 +38,21 @@ def register(sub: Any) -> None:
         default="full",
         help="with --folds: who scores valid/test/transfer (the full teacher, or the fold teachers' mean)",
     )
+    p.add_argument(
+        "--part-rows",
+        type=int,
+        help="sharded scoring: rows per part file (default one chunk, --chunk-rows); the same cut for any rank count",
+    )
+    p.add_argument(
+        "--sharded",
+        action="store_true",
+        help="write part files also in a single process (the layout torchrun writes)",
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="sharded scoring: rescore every part, keep none from an earlier run",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -50,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         folds_dir=args.folds,
         heldout=args.heldout,
+        sharded=True if args.sharded else None,
+        part_rows=args.part_rows,
+        resume=not args.fresh,
     )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # rank 0 prints the summary of a sharded run
     print(
         json.dumps(
             {
@@ -58,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 "teacher_hash": result.teacher_hash,
                 "rows": result.rows,
                 "rows_per_s": round(result.rows_per_s, 1),
+                "ranks": result.ranks,
             },
             indent=2,
         )

@@ -9,12 +9,52 @@ Example YAML::
       num_leaves: 63
       num_boost_round: 300
       use_transfer: true
+      distributed:            # optional: train on a Dask cluster with lightgbm.dask
+        engine: dask
+        scheduler: local      # or the address of a running scheduler, tcp://host:8786
+        workers: 2
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+ENGINES: tuple[str, ...] = ("single_process", "dask")
+
+
+@dataclass(frozen=True)
+class GbdtDistributedConfig:
+    """Where the GBDT student trains (``gbdt.distributed``).
+
+    ``engine``: ``single_process`` (LightGBM in this process) or ``dask`` (``lightgbm.dask``: the
+    split files are read as Dask partitions of ``partition_rows`` rows, the featurizer is fitted
+    once from statistics summed over the partitions, trees train data-parallel on the workers).
+    ``scheduler``: ``local`` starts a ``distributed.LocalCluster`` on 127.0.0.1 with ``workers``
+    worker processes of ``threads_per_worker`` threads each, for this run only; any other value is
+    the address of a running scheduler (``tcp://host:8786``) whose workers can import recdistill
+    and read the run's files: training waits at most ``connect_timeout_s`` seconds for it to
+    answer and for ``workers`` workers to join, then fails naming the address.
+    """
+
+    engine: Literal["single_process", "dask"] = "single_process"
+    scheduler: str = "local"
+    workers: int = 2
+    threads_per_worker: int = 1
+    partition_rows: int = 262_144
+    connect_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        for name in ("workers", "threads_per_worker", "partition_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.scheduler.strip():
+            raise ValueError("scheduler must be 'local' or a scheduler address such as tcp://host:8786")
+        if not (math.isfinite(self.connect_timeout_s) and self.connect_timeout_s > 0):
+            raise ValueError(f"connect_timeout_s must be > 0, got {self.connect_timeout_s}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +77,12 @@ class GbdtStudentConfig:
     vocabulary with a categorical, "candidate in history" and "history items sharing the
     candidate's <attribute>" counts (attributes found as near-functional dependencies,
     purity >= ``history_match_purity``).
+
+    ``distributed``: :class:`GbdtDistributedConfig` (default: one process). The Dask engine trains
+    the same featurizer and the same LightGBM parameters; it has no early stopping of its own
+    (``lightgbm.dask`` has none), so it grows ``num_boost_round`` trees and keeps the iteration the
+    same rule picks on the validation split (lowest log loss, stopping after
+    ``early_stopping_rounds`` rounds without a gain).
     """
 
     alpha: float = 0.3
@@ -60,6 +106,8 @@ class GbdtStudentConfig:
     min_id_count: int = 1
     history_match: bool = True
     history_match_purity: float = 0.99
+    # where it trains (one process, or a Dask cluster)
+    distributed: GbdtDistributedConfig = field(default_factory=GbdtDistributedConfig)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.alpha) and 0.0 <= self.alpha <= 1.0):

@@ -56,7 +56,7 @@ def run_pipeline(
             t0 = time.perf_counter()
             metrics = stage.run(ctx, resume)
             seconds = time.perf_counter() - t0
-            marker.unlink()
+            marker.unlink(missing_ok=True)  # the ranks of a torchrun launch share the marker
             manifest.record(
                 stage.name,
                 StageRecord(

@@ -124,12 +124,14 @@ def _score_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         ctx.soft_labels_dir,
         folds_dir=ctx.fold_teachers_dir if out_of_fold(ctx) else None,
         heldout=ctx.cfg.soft_labels.heldout,
+        resume=resume,  # sharded (under torchrun): an interrupted run keeps its finished parts
     )
     return {
         "rows": res.rows,
         "rows_per_s": res.rows_per_s,
         "teacher_hash": res.teacher_hash,
         "method": ctx.cfg.soft_labels.method,
+        "ranks": res.ranks,
     }
 
 
@@ -249,6 +251,13 @@ def _gbdt_inputs(ctx: RunContext) -> dict[str, str]:
 
 
 def _gbdt_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
+    from recdistill.students.gbdt.distill import gbdt_cluster
+
+    with gbdt_cluster(ctx.cfg.gbdt) as client:  # gbdt.distributed: one Dask cluster for every student
+        return _gbdt_students(ctx, client)
+
+
+def _gbdt_students(ctx: RunContext, client: Any) -> dict[str, Any]:
     from recdistill.config.search import grid
     from recdistill.students.gbdt.distill import distill_gbdt
 
@@ -260,6 +269,7 @@ def _gbdt_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
             out_dir=out_dir,
             cfg=cfg,
             hard=hard,
+            client=client,
         )
 
     keys = ("label", "best_iteration", "valid_auc", "valid_logloss")
@@ -285,7 +295,12 @@ def _gbdt_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
 
 
 _DATA = ("recdistill/data",)
-_TEACHER = ("recdistill/models/teacher.py", "recdistill/modules", "recdistill/teacher")
+_TEACHER = (
+    "recdistill/models/teacher.py",
+    "recdistill/modules",
+    "recdistill/teacher",
+    "recdistill/row_ranges.py",
+)
 _MLP = ("recdistill/models/student_mlp.py", "recdistill/modules", "recdistill/losses", "recdistill/students")
 
 MODEL_STAGES: tuple[Stage, ...] = (
@@ -300,5 +315,5 @@ MODEL_STAGES: tuple[Stage, ...] = (
           code=(*_DATA, *_MLP)),
     Stage("distill-gbdt", "distil the LightGBM student and train its hard-label twin",
           _gbdt_inputs, lambda ctx: [f"students/{n}/model.txt" for n in GBDT_STUDENTS], _gbdt_run,
-          code=(*_DATA, "recdistill/students/gbdt")),
+          code=(*_DATA, "recdistill/students/gbdt", "recdistill/students/soft_labels.py", "recdistill/row_ranges.py")),
 )  # fmt: skip

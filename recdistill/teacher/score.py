@@ -1,6 +1,6 @@
 """Soft labels: stream every split through the teacher and write ``soft_labels/<split>.parquet``.
 
-Each output file has one row per input row, in input order::
+Each output table has one row per input row, in input order::
 
     <row key> int64 | teacher_logit float32 | teacher_prob float32
 
@@ -13,10 +13,16 @@ teacher, the columns of every split, the fold assignment) runs before the first 
 Out of fold (``folds_dir`` given, see :mod:`recdistill.teacher.cross_fit`): every training row is
 scored by the fold teacher that did not train on it; the other splits by the full teacher
 (``heldout="full"``) or by the mean logit of the fold teachers (``"fold_mean"``).
+
+Sharded (under ``torchrun --nproc_per_node N -m recdistill score ...``, or ``sharded=True`` in
+one process): ``<split>.parquet`` is a directory of part files, one per row range, written by
+the ranks side by side (:mod:`recdistill.teacher.score_parts`); the manifest lists the parts and
+readers see one table per split (:func:`recdistill.students.soft_labels.load_soft_labels`).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +37,7 @@ from tqdm import tqdm
 
 from recdistill.data.batch import ModelBatch, Targets
 from recdistill.data.schema import SCHEMA_FILE, Schema
-from recdistill.errors import ArtefactError, SchemaError
+from recdistill.errors import ArtefactError, ConfigError, SchemaError
 from recdistill.io_utils import atomic_path, atomic_write_json, tree_sha256
 from recdistill.models.teacher import TeacherEnsemble, TeacherInputs
 from recdistill.modules.sparse import padded_to_kjt
@@ -54,11 +60,14 @@ class ScoreResult:
     teacher_hash: str
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0  # wall time: read + preprocess + teacher + write
-    model_seconds: float = 0.0  # teacher forward only
+    model_seconds: float = 0.0  # teacher forward only (summed over ranks when sharded)
+    ranks: int = 1  # processes that scored (sharded) or 1
+    rows_scored: int | None = None  # rows scored by this run when finished parts were kept
 
     @property
     def rows_per_s(self) -> float:
-        return sum(self.rows.values()) / self.seconds if self.seconds else 0.0
+        rows = sum(self.rows.values()) if self.rows_scored is None else self.rows_scored
+        return rows / self.seconds if self.seconds else 0.0
 
 
 def check_data_schema(data_dir: str | Path, schema: Schema) -> None:
@@ -128,15 +137,19 @@ def write_soft_labels(
     bar: Any = None,
     scorer: Scorer | None = None,
     method: str = IN_SAMPLE,
+    first_row: int = 0,
+    metadata: dict[bytes, bytes] | None = None,
 ) -> tuple[int, float]:
     """Score ``chunks`` and write them to ``out_path`` atomically; returns (rows, scoring seconds).
 
     ``scorer`` (default: ``teacher`` on every row) maps a chunk and the position of its first row
     in the split to logits; ``teacher`` names the soft labels (its hash goes into the file).
+    ``first_row``: the split position of the first chunk's first row (a part of a sharded run);
+    ``metadata``: more key-value pairs for the file.
     """
     schema = pa.schema(
         [(row_key, pa.int64()), (LOGIT_COLUMN, pa.float32()), (PROB_COLUMN, pa.float32())],
-        metadata={HASH_KEY: teacher.sha256.encode(), METHOD_KEY: method.encode()},
+        metadata={HASH_KEY: teacher.sha256.encode(), METHOD_KEY: method.encode(), **(metadata or {})},
     )
     score = scorer or (lambda b, _: predict_logits(teacher.model, b))
     rows, seconds = 0, 0.0
@@ -144,7 +157,7 @@ def write_soft_labels(
         for batch, targets in chunks:
             teacher.inputs.check_batch(batch, where)
             t0 = time.perf_counter()
-            logits = score(batch, rows)
+            logits = score(batch, first_row + rows)
             seconds += time.perf_counter() - t0
             writer.write_table(
                 soft_label_table(row_key, targets, logits).replace_schema_metadata(schema.metadata)
@@ -166,33 +179,54 @@ def run_score(
     progress: bool = True,
     folds_dir: str | Path | None = None,
     heldout: str = "full",
+    sharded: bool | None = None,
+    part_rows: int | None = None,
+    resume: bool = True,
 ) -> ScoreResult:
     """``recdistill score``: soft labels for every split in ``data_dir`` (and the transfer set).
 
     ``folds_dir`` (fold teachers of :mod:`recdistill.teacher.cross_fit`): the training rows are
     scored out of fold, the other splits by the full teacher or (``heldout="fold_mean"``) by the
     fold teachers' mean logit.
+
+    Sharded scoring (``sharded``; default: when ``torchrun`` started more than one process): each
+    rank scores its share of the row ranges of ``part_rows`` rows (default one chunk) into part
+    files; ``resume`` keeps the parts an interrupted run of the same job finished.
     """
     from recdistill.data.preprocess import Preprocessor
+    from recdistill.teacher import score_parts
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if sharded is None:
+        sharded = world > 1
+    if world > 1 and not sharded:
+        raise ConfigError(
+            f"{world} processes (torchrun) would write one file per split side by side; "
+            "score sharded (the default under torchrun) or run one process"
+        )
     pre = Preprocessor.load(preprocess_dir)
     teacher = load_teacher(teacher_dir)
     folds = _FoldTeachers.load(Path(folds_dir), data_dir, pre) if folds_dir is not None else None
     threads = torch.get_num_threads()
-    torch.set_num_threads(teacher.cfg.num_threads)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # ranks sharing this machine's cores
+    torch.set_num_threads(max(1, teacher.cfg.num_threads // local_ranks))
     try:
-        return _score(
-            data_dir,
-            pre,
-            preprocess_dir,
-            teacher,
-            out_dir,
-            splits=splits,
-            chunk_rows=chunk_rows,
-            progress=progress,
-            folds=folds,
-            heldout=heldout,
-        )
+        job = _prepare(data_dir, pre, preprocess_dir, teacher, splits=splits, chunk_rows=chunk_rows,
+                       folds=folds, heldout=heldout)  # fmt: skip
+        if not sharded:
+            return _score_single(job, Path(out_dir), progress=progress)
+        rows = part_rows or score_parts.PART_CHUNKS * job.chunk
+        if world == 1:
+            done = score_parts.score_sharded(job, Path(out_dir), score_parts.ONE_RANK, part_rows=rows,
+                                             resume=resume, progress=progress)  # fmt: skip
+        else:
+            from recdistill.teacher.distributed import distributed_context
+
+            with distributed_context() as ctx:
+                done = score_parts.score_sharded(job, Path(out_dir), score_parts.TorchRanks(ctx),
+                                                 part_rows=rows, resume=resume, progress=progress)  # fmt: skip
+        return ScoreResult(Path(out_dir), teacher.sha256, done.rows, done.seconds, done.model_seconds,
+                           ranks=done.ranks, rows_scored=done.rows_scored)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
 
@@ -243,26 +277,72 @@ class _FoldTeachers:
         return logits.astype(np.float32)
 
 
-def _score(
+@dataclass
+class ScoreJob:
+    """What a scoring run does, checked before any row is scored: the split files to score and
+    who scores each one (shared by the single-process and the sharded writers)."""
+
+    pre: Any
+    preprocess_dir: Path
+    teacher: LoadedTeacher
+    folds: _FoldTeachers | None
+    heldout: str
+    method: str
+    chunk: int
+    paths: dict[str, Path]
+    totals: dict[str, int]
+
+    def scorer(self, split: str) -> Scorer | None:
+        """Who scores ``split``'s rows (None: the full teacher)."""
+        if self.folds is None:
+            return None
+        if split == "train":
+            return self.folds.out_of_fold
+        return self.folds.mean if self.heldout == "fold_mean" else None
+
+    def write(
+        self, chunks: Iterable[tuple[ModelBatch, Targets]], out_path: Path, *, where: str, split: str,
+        first_row: int = 0, metadata: dict[bytes, bytes] | None = None, bar: Any = None,
+    ) -> tuple[int, float]:  # fmt: skip
+        """:func:`write_soft_labels` with this job's teacher, method and the scorer of ``split``."""
+        return write_soft_labels(self.teacher, chunks, out_path, row_key=self.pre.schema.row_key, where=where,
+                                 bar=bar, scorer=self.scorer(split), method=self.method, first_row=first_row,
+                                 metadata=metadata)  # fmt: skip
+
+    def manifest_head(self) -> dict[str, Any]:
+        """The manifest's fields that describe the teacher(s), the method and the inputs."""
+        folds = self.folds
+        return {
+            "teacher_hash": self.teacher.sha256,
+            "teacher": str(self.teacher.path),
+            "method": self.method,
+            "heldout": None if folds is None else self.heldout,
+            "fold_teachers": None if folds is None else [t.sha256 for t in folds.teachers],
+            "folds": None if folds is None else {k: v for k, v in folds.info.items() if k != "teachers"},
+            "preprocess_hash": tree_sha256(self.preprocess_dir),
+            "row_key": self.pre.schema.row_key,
+            "columns": [self.pre.schema.row_key, LOGIT_COLUMN, PROB_COLUMN],
+            "chunk_rows": self.chunk,
+        }
+
+
+def _prepare(
     data_dir: str | Path,
     pre: Any,
     preprocess_dir: str | Path,
     teacher: LoadedTeacher,
-    out_dir: str | Path,
     *,
     splits: Sequence[str] | None,
     chunk_rows: int | None,
-    progress: bool,
     folds: _FoldTeachers | None = None,
     heldout: str = "full",
-) -> ScoreResult:
-    from recdistill.data.preprocess import iter_split
+) -> ScoreJob:
+    """Every check before any work; the splits to score with their row counts."""
     from recdistill.data.readers import count_rows, scan
     from recdistill.data.splits import SPLITS, find_split
     from recdistill.data.validate import check_columns
 
     chunk = chunk_rows or teacher.cfg.score_chunk_rows
-    # -- every check before any work ----------------------------------------------------------
     check_data_schema(data_dir, pre.schema)
     check_teacher_inputs(teacher, TeacherInputs.from_preprocessor(pre), preprocess_dir)
     for t in folds.teachers if folds is not None else ():
@@ -287,32 +367,28 @@ def _score(
         raise ArtefactError(
             f"{data_dir}: no split files to score (expected train/valid/test/transfer.parquet)"
         )
-    # -- score ------------------------------------------------------------------------------------
-    out = Path(out_dir)
-    result = ScoreResult(out_dir=out, teacher_hash=teacher.sha256)
+    totals = {split: count_rows(p) for split, p in paths.items()}
+    if folds is not None and "train" in totals and totals["train"] != folds.folds.size:
+        raise ArtefactError(
+            f"{paths['train']}: {totals['train']} rows, but the fold assignment has {folds.folds.size}"
+        )
+    return ScoreJob(pre, Path(preprocess_dir), teacher, folds, heldout, method, chunk, paths, totals)
+
+
+def _score_single(job: ScoreJob, out: Path, *, progress: bool) -> ScoreResult:
+    """One process: every split into one ``<split>.parquet`` file, then the manifest."""
+    from recdistill.data.preprocess import iter_split
+
+    result = ScoreResult(out_dir=out, teacher_hash=job.teacher.sha256)
     entries: dict[str, Any] = {}
-    for split, p in paths.items():
-        total = count_rows(p)
+    for split, p in job.paths.items():
         t0 = time.perf_counter()
-        scorer: Scorer | None = None
-        if folds is not None:
-            if split == "train":
-                if total != folds.folds.size:
-                    raise ArtefactError(f"{p}: {total} rows, but the fold assignment has {folds.folds.size}")
-                scorer = folds.out_of_fold
-            elif heldout == "fold_mean":
-                scorer = folds.mean
-        with tqdm(total=total, desc=f"score {split}", unit="row", disable=not progress, leave=False) as bar:
-            rows, secs = write_soft_labels(
-                teacher,
-                iter_split(p, pre, batch_rows=chunk),
-                out / f"{split}.parquet",
-                row_key=pre.schema.row_key,
-                where=str(p),
+        with tqdm(total=job.totals[split], desc=f"score {split}", unit="row", disable=not progress,
+                  leave=False) as bar:  # fmt: skip
+            rows, secs = job.write(
+                iter_split(p, job.pre, batch_rows=job.chunk), out / f"{split}.parquet", where=str(p), split=split,
                 bar=bar,
-                scorer=scorer,
-                method=method,
-            )
+            )  # fmt: skip
         wall = time.perf_counter() - t0
         result.rows[split] = rows
         result.seconds += wall
@@ -333,16 +409,8 @@ def _score(
     atomic_write_json(
         out / MANIFEST,
         {
-            "teacher_hash": teacher.sha256,
-            "teacher": str(teacher.path),
-            "method": method,
-            "heldout": None if folds is None else heldout,
-            "fold_teachers": None if folds is None else [t.sha256 for t in folds.teachers],
-            "folds": None if folds is None else {k: v for k, v in folds.info.items() if k != "teachers"},
-            "preprocess_hash": tree_sha256(preprocess_dir),
-            "row_key": pre.schema.row_key,
-            "columns": [pre.schema.row_key, LOGIT_COLUMN, PROB_COLUMN],
-            "chunk_rows": chunk,
+            **job.manifest_head(),
+            "layout": "single_process",
             "splits": entries,
             "rows_per_s": result.rows_per_s,
             "model_rows_per_s": sum(result.rows.values()) / result.model_seconds

@@ -1,10 +1,16 @@
 """Distil the LightGBM student from files: the work behind ``recdistill distill-gbdt`` and the
-``distill-gbdt`` pipeline stage (one function, so the command and the pipeline cannot drift)."""
+``distill-gbdt`` pipeline stage (one function, so the command and the pipeline cannot drift).
+
+``gbdt.distributed.engine: dask`` trains the same student on a Dask cluster
+(:mod:`recdistill.students.gbdt.dask_train`); the split files are then read by the workers,
+partition by partition, never here."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +23,9 @@ from recdistill.data.schema import Schema
 from recdistill.data.splits import find_split, split_path
 from recdistill.errors import ConfigError, SchemaError
 from recdistill.probability import sigmoid
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 def read_split(path: Path, schema: Schema) -> tuple[RawBatch, Targets]:
@@ -46,8 +55,13 @@ def distill_gbdt(
     cfg: GbdtStudentConfig,
     hard: bool,
     teacher_hash: str | None = None,
+    client: Client | None = None,
 ) -> dict[str, Any]:
-    """Train the GBDT student (``hard``: the hard-label twin); ``recdistill export`` serves it."""
+    """Train the GBDT student (``hard``: the hard-label twin); ``recdistill export`` serves it.
+
+    With ``cfg.distributed.engine == "dask"`` it trains on ``client``'s cluster (default: one
+    opened for this call from ``cfg.distributed``, see :func:`gbdt_cluster`).
+    """
     from recdistill.students.gbdt.train import TransferRows, train_gbdt
 
     schema = Preprocessor.load(preprocess_dir).schema
@@ -55,6 +69,8 @@ def distill_gbdt(
         raise SchemaError(
             f"{data_dir}: schema.json differs from the one {preprocess_dir} was fitted on; refit preprocessing"
         )
+    if cfg.distributed.engine == "dask":
+        return _distill_on_dask(data_dir, soft_dir, out_dir, cfg, hard, teacher_hash, schema, client)
     train_raw, train_t = read_split(split_path(data_dir, "train"), schema)
     valid_raw, valid_t = read_split(split_path(data_dir, "valid"), schema)
     teacher_train = teacher_valid = None
@@ -98,3 +114,47 @@ def distill_gbdt(
         extra=extra,
     )
     return metrics
+
+
+@contextmanager
+def gbdt_cluster(cfg: GbdtStudentConfig) -> Iterator[Client | None]:
+    """The Dask client that ``cfg.distributed`` asks for (kept open for several students), or None
+    when the student trains in this process."""
+    if cfg.distributed.engine != "dask":
+        yield None
+        return
+    from recdistill.students.gbdt.dask_train import dask_client
+
+    with dask_client(cfg.distributed) as client:
+        yield client
+
+
+def _distill_on_dask(
+    data_dir: str | Path,
+    soft_dir: str | Path | None,
+    out_dir: str | Path,
+    cfg: GbdtStudentConfig,
+    hard: bool,
+    teacher_hash: str | None,
+    schema: Schema,
+    client: Client | None,
+) -> dict[str, Any]:
+    from recdistill.students.gbdt.dask_train import train_gbdt_dask
+
+    extra: dict[str, Any] = {}
+    if not hard:
+        if not soft_dir:
+            raise ConfigError(
+                "distill-gbdt: soft labels are required unless --hard (the distilled student reads the teacher)"
+            )
+        from recdistill.students.soft_labels import read_manifest
+
+        teacher_hash = teacher_hash or read_manifest(soft_dir)["teacher_hash"]
+        extra["teacher_hash"] = teacher_hash
+    if client is None:
+        with gbdt_cluster(cfg) as own:
+            assert own is not None
+            return train_gbdt_dask(own, schema=schema, data_dir=data_dir, soft_dir=soft_dir, teacher_hash=teacher_hash,
+                                   cfg=cfg, hard=hard, out_dir=out_dir, extra=extra)  # fmt: skip
+    return train_gbdt_dask(client, schema=schema, data_dir=data_dir, soft_dir=None if hard else soft_dir,
+                           teacher_hash=teacher_hash, cfg=cfg, hard=hard, out_dir=out_dir, extra=extra)  # fmt: skip

@@ -138,6 +138,80 @@ def check_ids(name: str, x: I64) -> None:
         )
 
 
+@dataclass(frozen=True)
+class MeanStats:
+    """The sums a mean encoding is fitted from; statistics of disjoint rows add up (``+``), so
+    the encoding can be fitted over partitions (one Dask task each) and merged.
+
+    ``total_s, total_c``: sum of values and of rows with a value over every item;
+    ``s_full, c_full [K]`` the same per key; ``s_fold, c_fold [F * K]`` per (fold, key);
+    ``s_tot_fold, c_tot_fold [F]`` per fold over every item (unseen ids included: they count
+    in the priors).
+    """
+
+    total_s: float
+    total_c: float
+    s_full: F64
+    c_full: F64
+    s_fold: F64
+    c_fold: F64
+    s_tot_fold: F64
+    c_tot_fold: F64
+
+    @classmethod
+    def collect(cls, idx: I64, values: F64, fold: I64, n_keys: int, n_folds: int) -> MeanStats:
+        """``idx [P]``: key of each item (-1 = unseen id); ``values [P]`` (NaN = no value, e.g. an
+        unlabelled row: left out of every sum); ``fold [P]``. Missing ids are the caller's to drop."""
+        has = ~np.isnan(values)
+        v = np.where(has, values, 0.0)
+        w = has.astype(np.float64)
+        known = idx >= 0
+        k = np.where(known, idx, 0)
+        kf = fold[known] * n_keys + k[known]  # bin (fold * K + key)
+        return cls(
+            total_s=float(v.sum()),
+            total_c=float(w.sum()),
+            s_full=np.bincount(k[known], weights=v[known], minlength=n_keys).astype(np.float64),
+            c_full=np.bincount(k[known], weights=w[known], minlength=n_keys).astype(np.float64),
+            s_fold=np.bincount(kf, weights=v[known], minlength=n_folds * n_keys).astype(np.float64),
+            c_fold=np.bincount(kf, weights=w[known], minlength=n_folds * n_keys).astype(np.float64),
+            s_tot_fold=np.bincount(fold, weights=v, minlength=n_folds).astype(np.float64),
+            c_tot_fold=np.bincount(fold, weights=w, minlength=n_folds).astype(np.float64),
+        )
+
+    def __add__(self, other: MeanStats) -> MeanStats:
+        return MeanStats(
+            self.total_s + other.total_s,
+            self.total_c + other.total_c,
+            *(getattr(self, f) + getattr(other, f) for f in _STAT_ARRAYS),
+        )
+
+    @property
+    def prior(self) -> float:
+        return self.total_s / self.total_c if self.total_c > 0 else float("nan")
+
+    def encoding(self, smoothing: float) -> MeanEncoding:
+        """The full-training encoding (what serving applies)."""
+        return MeanEncoding(full=_smooth(self.s_full, self.c_full, self.prior, smoothing), prior=self.prior)
+
+    def out_of_fold(self, idx: I64, fold: I64, smoothing: float) -> F64:
+        """Encoding ``[P]`` of items of the fitted rows, each from the other folds' sums and prior."""
+        n_keys = self.s_full.size
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prior_oof = (self.total_s - self.s_tot_fold) / (self.total_c - self.c_tot_fold)  # [n_folds]
+        prior_oof = np.where(np.isfinite(prior_oof), prior_oof, self.prior)
+        known = idx >= 0
+        k = np.where(known, idx, 0)
+        flat = fold * n_keys + k
+        s_oof = self.s_full[k] - self.s_fold[flat]
+        c_oof = self.c_full[k] - self.c_fold[flat]
+        p = prior_oof[fold]
+        return np.where(known, _smooth(s_oof, c_oof, p, smoothing), p)
+
+
+_STAT_ARRAYS = ("s_full", "c_full", "s_fold", "c_fold", "s_tot_fold", "c_tot_fold")
+
+
 def fit_mean_encoding(
     idx: I64, values: F64, fold: I64, n_keys: int, n_folds: int, smoothing: float
 ) -> tuple[MeanEncoding, F64]:
@@ -147,31 +221,8 @@ def fit_mean_encoding(
     (NaN = no value, e.g. an unlabelled row: ignored in every sum); ``fold [P]``. Missing ids must
     be filtered out by the caller. Returns ``(encoding, oof [P])``.
     """
-    has = ~np.isnan(values)
-    v = np.where(has, values, 0.0)
-    w = has.astype(np.float64)
-    total_s, total_c = float(v.sum()), float(w.sum())
-    prior = total_s / total_c if total_c > 0 else float("nan")
-    known = idx >= 0
-    k = np.where(known, idx, 0)
-    s_full = np.bincount(k[known], weights=v[known], minlength=n_keys).astype(np.float64)
-    c_full = np.bincount(k[known], weights=w[known], minlength=n_keys).astype(np.float64)
-    full = _smooth(s_full, c_full, prior, smoothing)
-
-    # per fold sums: bin (fold * K + key) and per fold totals for the fold priors
-    s_fold = np.bincount(fold[known] * n_keys + k[known], weights=v[known], minlength=n_folds * n_keys)
-    c_fold = np.bincount(fold[known] * n_keys + k[known], weights=w[known], minlength=n_folds * n_keys)
-    s_tot_fold = np.bincount(fold, weights=v, minlength=n_folds)
-    c_tot_fold = np.bincount(fold, weights=w, minlength=n_folds)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prior_oof = (total_s - s_tot_fold) / (total_c - c_tot_fold)  # [n_folds]
-    prior_oof = np.where(np.isfinite(prior_oof), prior_oof, prior)
-    flat = fold * n_keys + k
-    s_oof = s_full[k] - s_fold[flat]
-    c_oof = c_full[k] - c_fold[flat]
-    p = prior_oof[fold]
-    oof = np.where(known, _smooth(s_oof, c_oof, p, smoothing), p)
-    return MeanEncoding(full=full, prior=prior), oof
+    stats = MeanStats.collect(idx, values, fold, n_keys, n_folds)
+    return stats.encoding(smoothing), stats.out_of_fold(idx, fold, smoothing)
 
 
 def _smooth(s: F64, c: F64, prior: float | F64, m: float) -> F64:
@@ -182,6 +233,24 @@ def _smooth(s: F64, c: F64, prior: float | F64, m: float) -> F64:
     return np.where(denom > 0, out, prior).astype(np.float64)
 
 
+def pair_counts(x: I64, y: I64) -> tuple[I64, I64, I64]:
+    """Distinct ``(x, y)`` pairs of the rows where neither is missing, with their counts
+    (sorted by x, then y); counts of disjoint rows merge with :func:`merge_counts`."""
+    ok = (x != MISSING_ID) & (y != MISSING_ID)
+    pairs, counts = np.unique(np.stack([x[ok], y[ok]], axis=1), axis=0, return_counts=True)
+    return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64), counts.astype(np.int64)
+
+
+def merge_counts(keys: list[npt.NDArray[np.int64]], counts: list[I64]) -> tuple[npt.NDArray[np.int64], I64]:
+    """Sum the counts of equal keys (rows of ``[n, c]`` key arrays, or 1-d keys); sorted keys."""
+    k = np.concatenate(keys)
+    if k.size == 0:
+        return k, np.zeros(0, dtype=np.int64)
+    uniq, inverse = np.unique(k, axis=0 if k.ndim > 1 else None, return_inverse=True)
+    total = np.bincount(inverse.reshape(-1), weights=np.concatenate(counts), minlength=len(uniq))
+    return uniq, np.rint(total).astype(np.int64)
+
+
 def functional_map(x: I64, y: I64, *, min_purity: float, coarser: int = 2) -> tuple[I64, I64] | None:
     """If ``y`` is (nearly) a function of ``x`` on these rows, ``(x keys, y value)`` sorted by x.
 
@@ -190,21 +259,28 @@ def functional_map(x: I64, y: I64, *, min_purity: float, coarser: int = 2) -> tu
     ``1/coarser`` as many values as ``x`` (a coarser attribute, e.g. item -> category).
     Returns None when the dependency is not there.
     """
-    ok = (x != MISSING_ID) & (y != MISSING_ID)
-    x, y = x[ok], y[ok]
-    if x.size == 0:
+    return functional_map_from_pairs(*pair_counts(x, y), min_purity=min_purity, coarser=coarser)
+
+
+def functional_map_from_pairs(
+    px_ids: I64, py_ids: I64, pair_count: I64, *, min_purity: float, coarser: int = 2
+) -> tuple[I64, I64] | None:
+    """:func:`functional_map` from the pair counts of :func:`pair_counts` (merged over partitions)."""
+    if px_ids.size == 0:
         return None
-    xk, xi = np.unique(x, return_inverse=True)
-    yk, yi = np.unique(y, return_inverse=True)
+    xk, xi = np.unique(px_ids, return_inverse=True)
+    yk, yi = np.unique(py_ids, return_inverse=True)
     if yk.size * coarser > xk.size:
         return None
-    pair, pair_count = np.unique(xi.astype(np.int64) * yk.size + yi, return_counts=True)
+    pair = xi.astype(np.int64) * yk.size + yi
+    order = np.argsort(pair, kind="stable")
+    pair, pair_count = pair[order], pair_count[order]
     px, py = pair // yk.size, pair % yk.size
     order = np.lexsort((-pair_count, px))  # per x, most frequent y first (ties: smaller y)
     px, py, pc = px[order], py[order], pair_count[order]
     first = np.ones(px.size, dtype=bool)
     first[1:] = px[1:] != px[:-1]
-    x_count = np.bincount(xi, minlength=xk.size)
+    x_count = np.bincount(px, weights=pc, minlength=xk.size).astype(np.int64)
     mode_count = pc[first]  # [n_x] rows agreeing with the mode, in x order
     repeated = x_count >= 2
     if repeated.sum() < 2:

@@ -21,7 +21,9 @@ are never read. Columns, in this order (names in :attr:`GbdtFeaturizer.feature_n
                                             rows (item -> category): "history of this category"
 
 Mean encodings of training rows are out of fold (by request, see :mod:`.encoding`): fit with
-:meth:`GbdtFeaturizer.fit_transform`, which returns the training matrix with those columns.
+:meth:`GbdtFeaturizer.fit_transform`, which returns the training matrix with those columns. The
+fit itself is :mod:`.fit_stats`: sums that add up over partitions, so the Dask student fits the
+same artefact partition by partition (:mod:`.dask_train`).
 Artefact: ``gbdt_featurizer.json`` + ``arrays/*.npy`` (:meth:`save` / :meth:`load`).
 
 Ids: every encoder looks ids up through one :class:`~recdistill.data.idmap.IdMap` (the
@@ -48,7 +50,6 @@ import numpy as np
 
 from recdistill.config.gbdt import GbdtStudentConfig
 from recdistill.data.batch import F32, MISSING_ID, RawBatch
-from recdistill.data.folds import assign_folds
 from recdistill.data.idmap import IdMap
 from recdistill.data.raw import max_multi_len
 from recdistill.data.schema import Schema
@@ -214,67 +215,27 @@ class GbdtFeaturizer:
         ``min_count``, on raw ids (``hash_buckets`` features too), and with each id's count (the
         ``__freq`` column). Reusing the preprocessing vocabularies would change the features.
         """
+        from recdistill.students.gbdt.fit_stats import FitRows, fit_encoders
+
         n = len(raw)
-        targets: dict[str, F64] = {"click": labels.astype(np.float64)}
         if labels.shape != (n,):
             raise DataError(f"labels: expected shape [{n}], got {list(labels.shape)}")
+        values = {"click": labels.astype(np.float64)}
         if teacher_probs is not None:
             if teacher_probs.shape != (n,):
                 raise DataError(f"teacher_probs: expected shape [{n}], got {list(teacher_probs.shape)}")
-            targets["teacher"] = teacher_probs.astype(np.float64)
-        fold = assign_folds(groups, n, cfg.oof_folds)
-        oof: dict[str, F64] = {}
-        dense = tuple((f.name, j) for j, f in enumerate(schema.dense) if not f.teacher_only)
-        cat_col = {f.name: j for j, f in enumerate(schema.categorical)}
-        student_cats = {f.name for f in schema.by_kind("categorical", student=True)}
-        categorical = []
-        for f in schema.by_kind("categorical", student=True):
-            j = cat_col[f.name]
-            ids = raw.ids[:, j]
-            enc.check_ids(f.name, ids)
-            id_map, counts = IdMap.fit_counts(ids, min_count=cfg.min_id_count)
-            native = len(id_map) <= cfg.max_cat_levels
-            means: dict[str, MeanEncoding] = {}
-            if not native:
-                rows = ids != MISSING_ID
-                idx = id_map.positions(ids[rows])
-                for t, values in targets.items():
-                    m, o = enc.fit_mean_encoding(
-                        idx, values[rows], fold[rows], len(id_map), cfg.oof_folds, cfg.smoothing
-                    )
-                    means[t] = m
-                    oof[f"{f.name}__te_{t}"] = _scatter(o, rows)
-            freq = counts / max(n, 1)
-            categorical.append(CategoricalEncoder(f.name, j, native, id_map, freq.astype(np.float64), means))
-        multi = []
-        for j, f in enumerate(schema.multi):
-            if f.teacher_only:
-                continue
-            members = raw.multi[:, j, : f.max_len]
-            enc.check_ids(f.name, members)
-            id_map = IdMap.fit(members, min_count=cfg.min_id_count)
-            row, slot = np.nonzero(members != MISSING_ID)
-            idx = id_map.positions(members[row, slot])
-            length = np.bincount(row, minlength=n)
-            means = {}
-            for t, values in targets.items():
-                m, o = enc.fit_mean_encoding(
-                    idx, values[row], fold[row], len(id_map), cfg.oof_folds, cfg.smoothing
-                )
-                means[t] = m
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    oof[f"{f.name}__te_{t}"] = np.where(
-                        length > 0, np.bincount(row, weights=o, minlength=n) / length, np.nan
-                    )
-            match: tuple[str, int] | None = None
-            attributes: tuple[AttributeMap, ...] = ()
-            if cfg.history_match and f.vocab_from in student_cats:
-                x = raw.ids[:, cat_col[f.vocab_from]]
-                match = (f.vocab_from, cat_col[f.vocab_from])
-                attributes = _attribute_maps(schema, raw, f.vocab_from, x, student_cats, cfg)
-            multi.append(MultiEncoder(f.name, j, f.max_len, id_map, means, match, attributes))
-        feat = cls(schema, dense, tuple(categorical), tuple(multi))
-        return feat, feat._transform(raw, oof)
+            values["teacher"] = teacher_probs.astype(np.float64)
+        rows = FitRows(raw, values, groups)
+        fit = fit_encoders(
+            schema, [rows], cfg
+        )  # the encoders' one fit, also run partition by partition (Dask)
+        feat = cls(schema, fit.dense, fit.categorical, fit.multi)
+        return feat, feat.training_matrix(raw, fit.out_of_fold(rows))
+
+    def training_matrix(self, raw: RawBatch, oof: dict[str, F64]) -> F32:
+        """``X [B, n_features]`` of rows the featurizer was fitted on: their out-of-fold mean
+        encodings ``oof`` (``FittedEncoders.out_of_fold``) replace the full-training ones."""
+        return self._transform(raw, oof)
 
     # -- save / load ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -396,24 +357,3 @@ class GbdtFeaturizer:
                 f"{path}: feature names do not match the encoders; the artefact is inconsistent"
             )
         return feat
-
-
-def _scatter(values: F64, rows: np.ndarray) -> F64:
-    """``values`` placed at ``rows`` (a boolean mask), NaN elsewhere (missing ids)."""
-    out = np.full(rows.shape[0], np.nan)
-    out[rows] = values
-    return out
-
-
-def _attribute_maps(
-    schema: Schema, raw: RawBatch, owner: str, x: I64, student_cats: set[str], cfg: GbdtStudentConfig
-) -> tuple[AttributeMap, ...]:
-    """Categoricals that are near-functions of ``owner`` on the training rows (item -> category)."""
-    maps = []
-    for j, g in enumerate(schema.categorical):
-        if g.name == owner or g.name not in student_cats:
-            continue
-        found = enc.functional_map(x, raw.ids[:, j], min_purity=cfg.history_match_purity)
-        if found is not None:
-            maps.append(AttributeMap(g.name, j, IdMap(found[0]), found[1]))
-    return tuple(maps)

@@ -73,7 +73,7 @@ def lgb_params(cfg: GbdtStudentConfig) -> dict[str, Any]:
     }
 
 
-def _check_probs(name: str, p: F32, n: int) -> None:
+def check_probs(name: str, p: F32, n: int) -> None:
     if p.shape != (n,):
         raise DataError(f"{name}: expected shape [{n}], got {list(p.shape)}")
     bad = ~np.isfinite(p) | (p < 0.0) | (p > 1.0)
@@ -135,12 +135,12 @@ def train_gbdt(
             raise DataError(
                 "teacher_probs: a distilled GBDT needs the teacher's probabilities of the training rows"
             )
-        _check_probs("teacher_probs (train)", teacher_probs, n)
+        check_probs("teacher_probs (train)", teacher_probs, n)
         teacher = teacher_probs.astype(np.float32)
         target = (cfg.alpha * y + (1.0 - cfg.alpha) * teacher).astype(np.float32)
         if transfer is not None and cfg.use_transfer:
             n_transfer = len(transfer.raw)
-            _check_probs("teacher_probs (transfer)", transfer.teacher_probs, n_transfer)
+            check_probs("teacher_probs (transfer)", transfer.teacher_probs, n_transfer)
             fit_raw = _concat_raw(train_raw, transfer.raw)
             groups = np.concatenate([groups, transfer.targets.request_id])
             labels = np.concatenate([y, np.full(n_transfer, np.nan, dtype=np.float32)])
@@ -176,16 +176,44 @@ def train_gbdt(
     train_s = time.perf_counter() - t0
     best = booster.best_iteration or booster.current_iteration()
     p_valid = np.asarray(booster.predict(X_valid, num_iteration=best), dtype=np.float64)
+    metrics = student_metrics(
+        cfg,
+        hard,
+        featurizer,
+        booster,
+        best,
+        rows={"train_rows": n, "transfer_rows": n_transfer, "valid_rows": len(valid_raw)},
+        y_valid=y_valid,
+        p_valid=p_valid,
+        valid_teacher_probs=valid_teacher_probs,
+        seconds={"featurize_seconds": featurize_s, "train_seconds": train_s},
+    )
+    metrics.update(extra or {})
+    return save_student(out_dir, booster, best, featurizer, metrics)
 
+
+def student_metrics(
+    cfg: GbdtStudentConfig,
+    hard: bool,
+    featurizer: GbdtFeaturizer,
+    booster: lgb.Booster,
+    best: int,
+    *,
+    rows: dict[str, int],
+    y_valid: F32,
+    p_valid: np.ndarray,
+    valid_teacher_probs: F32 | None,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """``metrics.json`` of a trained student (validation scores at iteration ``best``, sizes, the
+    top features by gain); the same keys whichever engine trained it."""
     gain = booster.feature_importance(importance_type="gain", iteration=best)
     top = sorted(zip(featurizer.feature_names, gain.tolist(), strict=True), key=lambda t: -t[1])[:20]
     metrics: dict[str, Any] = {
         "student": "gbdt_hard" if hard else "gbdt",
         "objective": "cross_entropy",
         "label": label_formula(cfg, hard),
-        "train_rows": n,
-        "transfer_rows": n_transfer,
-        "valid_rows": len(valid_raw),
+        **rows,
         "n_features": featurizer.n_features,
         "feature_names": featurizer.feature_names,
         "categorical_features": [featurizer.feature_names[i] for i in featurizer.categorical_features],
@@ -193,17 +221,22 @@ def train_gbdt(
         "num_trees": int(best),
         "valid_auc": auc(y_valid, p_valid),
         "valid_logloss": logloss(y_valid, p_valid),
-        "featurize_seconds": round(featurize_s, 3),
-        "train_seconds": round(train_s, 3),
+        **{k: round(v, 3) for k, v in seconds.items()},
         "top_features_gain": [[k, round(v, 3)] for k, v in top],
         "config": asdict(cfg),
     }
     if valid_teacher_probs is not None:
-        _check_probs("teacher_probs (valid)", valid_teacher_probs, len(valid_raw))
+        check_probs("teacher_probs (valid)", valid_teacher_probs, len(y_valid))
         metrics["teacher_valid_auc"] = auc(y_valid, valid_teacher_probs)
         metrics["valid_logloss_vs_teacher"] = logloss(valid_teacher_probs, p_valid)
-    metrics.update(extra or {})
+    return metrics
 
+
+def save_student(
+    out_dir: str | Path, booster: lgb.Booster, best: int, featurizer: GbdtFeaturizer, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """Write ``model.txt`` (truncated to ``best`` trees), ``featurizer/`` and ``metrics.json``
+    atomically into ``out_dir``; returns the metrics (with the model's size)."""
     out = Path(out_dir)
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
