@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,10 @@ AUC_SLACK = 0.001  # a point is "as good" when its validation AUC is within this
 GRID = ((7, 0.1), (15, 0.1), (31, 0.1), (63, 0.05))  # (num_leaves, learning_rate); 63 / 0.05: the defaults
 TREES = (20, 30, 40, 60, 80, 100, 150, 200, 300)  # truncations read off each trained model
 ROWS = 128
+_KEYS = ("num_leaves", "learning_rate", "trees", "valid_auc", "nodes", "trees_ms", "featurize_ms")
 
 
-def _time_ms(fn: Any, batches: list[Any], reps: int) -> dict[str, float]:
+def _time_ms(fn: Any, batches: Sequence[Any], reps: int) -> dict[str, float]:
     for b in batches[:10]:
         fn(b)
     t = []
@@ -47,6 +49,7 @@ def _time_ms(fn: Any, batches: list[Any], reps: int) -> dict[str, float]:
 
 
 def sweep(run_dir: Path, work: Path, *, reps: int = 300) -> dict[str, Any]:
+    import tl2cgen
     from _latency_repo import load_run
 
     from recdistill.data.raw import raw_batch_from_frame
@@ -60,8 +63,6 @@ def sweep(run_dir: Path, work: Path, *, reps: int = 300) -> dict[str, Any]:
     from recdistill.students.gbdt.features import GbdtFeaturizer
     from recdistill.students.gbdt.train import FEATURIZER_DIR, MODEL_FILE
     from serving.loadtest.requests import build_request_pool
-
-    import tl2cgen
 
     ctx = load_run(run_dir)
     schema = ctx.schema()
@@ -89,7 +90,9 @@ def sweep(run_dir: Path, work: Path, *, reps: int = 300) -> dict[str, Any]:
             points.append({"num_leaves": leaves, "learning_rate": lr, "trees": int(k), "valid_auc": auc(y, p),
                            "dir": str(out)})  # fmt: skip
     best = max(p["valid_auc"] for p in points)
-    good = sorted((p for p in points if p["valid_auc"] >= best - AUC_SLACK), key=lambda p: p["trees"] * p["num_leaves"])
+    good = sorted(
+        (p for p in points if p["valid_auc"] >= best - AUC_SLACK), key=lambda p: p["trees"] * p["num_leaves"]
+    )
     # compile and time the cheapest few "as good" points, and the defaults' point for reference
     default = max((p for p in points if p["num_leaves"] == 63), key=lambda p: p["trees"])
     for p in [*good[:4], default]:
@@ -107,7 +110,7 @@ def sweep(run_dir: Path, work: Path, *, reps: int = 300) -> dict[str, Any]:
         feats = [feat.transform(b) for b in requests]
         p["nodes"] = gbdt_nodes(cdir / MODEL_FILE)
         p["compile_s"] = round(built.compile_seconds, 1)
-        p["trees_ms"] = _time_ms(lambda x: predict_compiled(lib, x), feats, reps)
+        p["trees_ms"] = _time_ms(lambda x, lib=lib: predict_compiled(lib, x), feats, reps)
         p["featurize_ms"] = _time_ms(feat.transform, requests, reps)
         print(f"#   {p['num_leaves']} leaves x {p['trees']} trees: AUC {p['valid_auc']:.4f}, trees p50 "
               f"{p['trees_ms']['p50_ms']:.3f} ms, featurize {p['featurize_ms']['p50_ms']:.3f} ms", flush=True)  # fmt: skip
@@ -118,10 +121,8 @@ def sweep(run_dir: Path, work: Path, *, reps: int = 300) -> dict[str, Any]:
         "rule": f"the fastest compiled point (featurize + trees p50 at {ROWS} rows, in process) among those whose "
         f"validation AUC is within {AUC_SLACK:g} of the best point's",
         "best_valid_auc": best,
-        "choice": {k: choice[k] for k in ("num_leaves", "learning_rate", "trees", "valid_auc", "nodes",
-                                          "trees_ms", "featurize_ms")},  # fmt: skip
-        "defaults": {k: default[k] for k in ("num_leaves", "learning_rate", "trees", "valid_auc", "nodes",
-                                             "trees_ms", "featurize_ms")},  # fmt: skip
+        "choice": {k: choice[k] for k in _KEYS},
+        "defaults": {k: default[k] for k in _KEYS},
         "points": [{k: v for k, v in p.items() if k != "dir"} for p in points],
     }
 
