@@ -196,3 +196,24 @@ def test_predictor_refuses_an_old_format_file(world: dict[str, Any], tmp_path: P
     (tmp_path / "model.onnx").write_bytes(proto.SerializeToString())
     with pytest.raises(ArtefactError, match="exported by an older recdistill: re-run the export stage"):
         OnnxMlpPredictor(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "keep",
+    [("user_id", "item_id"), ("price", "score", "hist"), ("price", "item_id", "tags", "tag")],
+    ids=["ids_only", "no_categorical", "dense_ids_and_searched_lists"],
+)
+def test_schemas_without_some_kinds(tmp_path: Path, keep: tuple[str, ...]) -> None:
+    """Zero-width tensors (a schema without dense, categorical or multi-valued features) export and run."""
+    feats = [dict(f) for f in SCHEMA["features"] if f["name"] in keep]
+    for f in feats:  # a list whose vocabulary owner is gone gets its own vocabulary
+        if f.get("vocab_from") not in (None, *keep):
+            del f["vocab_from"]
+    spec = {**SCHEMA, "features": feats}
+    schema = Schema.from_dict(spec, source="test_onnx_graph")
+    drop = [f["name"] for f in SCHEMA["features"] if f["name"] not in keep]
+    frame(400, 0).drop(drop).write_parquet(tmp_path / "train.parquet")
+    pre = Preprocessor.fit(tmp_path / "train.parquet", schema)
+    raw = raw_batch_from_frame(frame(100, 1).drop(drop), schema, source="test")
+    model = student(pre)
+    export_mlp_onnx(model, pre, tmp_path / "model.onnx", sample=raw)  # parity on every case, else raises
