@@ -9,7 +9,7 @@ candidates on the front and times them in process at 128 rows (featurizer + comp
 served path), then picks the cheapest point whose validation AUC is within :data:`AUC_SLACK` of
 the best one::
 
-    python benchmarks/_latency_gbdt_front.py --run-dir runs/bench_privileged [--out benchmarks/results]
+    python benchmarks/_latency_gbdt_front.py --run-dir runs/bench_privileged runs/bench_same_features
 
 Writes ``<out>/gbdt_front.json`` (every point, the choice and the rule); ``bench_latency.py`` copies
 it into ``latency.json`` (``gbdt_front``). Validation data only: the test split chooses nothing.
@@ -48,7 +48,56 @@ def _time_ms(fn: Any, batches: Sequence[Any], reps: int) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99))}
 
 
-def sweep(run_dir: Path, work: Path, *, reps: int = 300) -> dict[str, Any]:
+def train_points(run_dir: Path, work: Path) -> list[dict[str, Any]]:
+    """Train the distilled student of ``run_dir`` at every :data:`GRID` setting (kept in ``work``
+    and reused while its config is unchanged); validation AUC after every :data:`TREES` truncation."""
+    from _latency_repo import load_run
+
+    from recdistill.data.raw import raw_batch_from_frame
+    from recdistill.data.readers import read_frame
+    from recdistill.data.splits import split_path
+    from recdistill.io_utils import read_json
+    from recdistill.metrics import auc
+    from recdistill.students.gbdt.distill import distill_gbdt
+    from recdistill.students.gbdt.features import GbdtFeaturizer
+    from recdistill.students.gbdt.train import FEATURIZER_DIR, METRICS_FILE, MODEL_FILE
+
+    ctx = load_run(run_dir)
+    schema = ctx.schema()
+    valid = read_frame(split_path(ctx.data_dir, "valid"))
+    valid_raw = raw_batch_from_frame(valid, schema, source="valid")
+    y = valid.get_column(schema.label).to_numpy().astype(np.float64)
+    points: list[dict[str, Any]] = []
+    for leaves, lr in GRID:
+        cfg = dataclasses.replace(ctx.cfg.gbdt, num_leaves=leaves, learning_rate=lr, num_boost_round=max(TREES),
+                                  num_threads=1)  # fmt: skip
+        out = work / f"leaves{leaves}_lr{lr:g}"
+        metrics_path = out / METRICS_FILE
+        if metrics_path.is_file() and read_json(metrics_path).get("config") == dataclasses.asdict(cfg):
+            metrics = read_json(metrics_path)
+        else:
+            t0 = time.perf_counter()
+            metrics = distill_gbdt(data_dir=ctx.data_dir, preprocess_dir=ctx.preprocess_dir,
+                                   soft_dir=ctx.soft_labels_dir, out_dir=out, cfg=cfg, hard=False)  # fmt: skip
+            print(f"# {run_dir.name}: leaves {leaves} lr {lr:g}: best iteration {metrics['best_iteration']}, "
+                  f"valid AUC {metrics['valid_auc']:.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)  # fmt: skip
+        X = GbdtFeaturizer.load(out / FEATURIZER_DIR).transform(valid_raw)
+        booster = lgb.Booster(model_file=str(out / MODEL_FILE))
+        best = int(metrics["best_iteration"])
+        for k in [t for t in TREES if t < best] + [best]:
+            p = booster.predict(X, num_iteration=k, num_threads=1)
+            points.append({"num_leaves": leaves, "learning_rate": lr, "trees": int(k), "valid_auc": auc(y, p),
+                           "dir": str(out)})  # fmt: skip
+    return points
+
+
+def _key(p: dict[str, Any]) -> tuple[int, float, int]:
+    return p["num_leaves"], p["learning_rate"], p["trees"]
+
+
+def sweep(run_dirs: list[Path], *, reps: int = 300) -> dict[str, Any]:
+    """Points of every run (scenario); "as good" means within :data:`AUC_SLACK` of the best point
+    in EVERY run; the fastest of those, compiled and timed on the first run's data, is the choice."""
     import tl2cgen
     from _latency_repo import load_run
 
@@ -57,44 +106,28 @@ def sweep(run_dir: Path, work: Path, *, reps: int = 300) -> dict[str, Any]:
     from recdistill.data.splits import split_path
     from recdistill.evaluate.version_folders import gbdt_nodes
     from recdistill.export.gbdt_compile import compile_gbdt
-    from recdistill.metrics import auc
     from recdistill.predictors.gbdt import predict_compiled
-    from recdistill.students.gbdt.distill import distill_gbdt
     from recdistill.students.gbdt.features import GbdtFeaturizer
     from recdistill.students.gbdt.train import FEATURIZER_DIR, MODEL_FILE
     from serving.loadtest.requests import build_request_pool
 
-    ctx = load_run(run_dir)
+    by_run = {str(r): train_points(r, r / "bench_gbdt_front") for r in run_dirs}
+    best = {r: max(p["valid_auc"] for p in pts) for r, pts in by_run.items()}
+    auc_of = {r: {_key(p): p["valid_auc"] for p in pts} for r, pts in by_run.items()}
+    first = by_run[str(run_dirs[0])]
+    good = [p for p in first if all(auc_of[r].get(_key(p), -1.0) >= best[r] - AUC_SLACK for r in by_run)]
+    good.sort(key=lambda p: p["trees"] * p["num_leaves"])
+    ctx = load_run(run_dirs[0])
     schema = ctx.schema()
-    valid = read_frame(split_path(ctx.data_dir, "valid"))
-    valid_raw = raw_batch_from_frame(valid, schema, source="valid")
-    y = valid.get_column(schema.label).to_numpy().astype(np.float64)
+    valid_raw = raw_batch_from_frame(
+        read_frame(split_path(ctx.data_dir, "valid")).head(2048), schema, source="valid"
+    )
     test = ctx.split_path("test")
     assert test is not None
     requests = build_request_pool(test, schema, candidates=ROWS, pool_size=64).batches
-    points: list[dict[str, Any]] = []
-    for leaves, lr in GRID:
-        cfg = dataclasses.replace(ctx.cfg.gbdt, num_leaves=leaves, learning_rate=lr, num_boost_round=max(TREES),
-                                  num_threads=1)  # fmt: skip
-        out = work / f"leaves{leaves}_lr{lr:g}"
-        t0 = time.perf_counter()
-        metrics = distill_gbdt(data_dir=ctx.data_dir, preprocess_dir=ctx.preprocess_dir, soft_dir=ctx.soft_labels_dir,
-                               out_dir=out, cfg=cfg, hard=False)  # fmt: skip
-        print(f"# leaves {leaves} lr {lr:g}: best iteration {metrics['best_iteration']}, valid AUC "
-              f"{metrics['valid_auc']:.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)  # fmt: skip
-        feat = GbdtFeaturizer.load(out / FEATURIZER_DIR)
-        X = feat.transform(valid_raw)
-        booster = lgb.Booster(model_file=str(out / MODEL_FILE))
-        for k in [t for t in TREES if t < metrics["best_iteration"]] + [metrics["best_iteration"]]:
-            p = booster.predict(X, num_iteration=k, num_threads=1)
-            points.append({"num_leaves": leaves, "learning_rate": lr, "trees": int(k), "valid_auc": auc(y, p),
-                           "dir": str(out)})  # fmt: skip
-    best = max(p["valid_auc"] for p in points)
-    good = sorted(
-        (p for p in points if p["valid_auc"] >= best - AUC_SLACK), key=lambda p: p["trees"] * p["num_leaves"]
-    )
     # compile and time the cheapest few "as good" points, and the defaults' point for reference
-    default = max((p for p in points if p["num_leaves"] == 63), key=lambda p: p["trees"])
+    default = max((p for p in first if p["num_leaves"] == 63), key=lambda p: p["trees"])
+    work = run_dirs[0] / "bench_gbdt_front"
     for p in [*good[:4], default]:
         if "trees_ms" in p:
             continue
@@ -104,8 +137,7 @@ def sweep(run_dir: Path, work: Path, *, reps: int = 300) -> dict[str, Any]:
         cdir.mkdir(parents=True, exist_ok=True)
         booster.save_model(str(cdir / MODEL_FILE), num_iteration=p["trees"])
         feat = GbdtFeaturizer.load(d / FEATURIZER_DIR)
-        Xv = feat.transform(valid_raw.slice(0, 2048))
-        built = compile_gbdt(cdir / MODEL_FILE, cdir, parity_features=Xv)
+        built = compile_gbdt(cdir / MODEL_FILE, cdir, parity_features=feat.transform(valid_raw))
         lib = tl2cgen.Predictor(str(built.lib_path), nthread=1)
         feats = [feat.transform(b) for b in requests]
         p["nodes"] = gbdt_nodes(cdir / MODEL_FILE)
@@ -117,13 +149,14 @@ def sweep(run_dir: Path, work: Path, *, reps: int = 300) -> dict[str, Any]:
     timed = [p for p in good if "trees_ms" in p]
     choice = min(timed, key=lambda p: p["trees_ms"]["p50_ms"] + p["featurize_ms"]["p50_ms"])
     return {
-        "run_dir": str(run_dir),
-        "rule": f"the fastest compiled point (featurize + trees p50 at {ROWS} rows, in process) among those whose "
-        f"validation AUC is within {AUC_SLACK:g} of the best point's",
+        "run_dirs": [str(r) for r in run_dirs],
+        "rule": f"the fastest compiled point (featurize + trees p50 at {ROWS} rows, in process, on the first "
+        f"run's data) among those whose validation AUC is within {AUC_SLACK:g} of the best point's in every run",
         "best_valid_auc": best,
-        "choice": {k: choice[k] for k in _KEYS},
+        "choice": {k: choice[k] for k in _KEYS}
+        | {"valid_auc_by_run": {r: auc_of[r][_key(choice)] for r in by_run}},
         "defaults": {k: default[k] for k in _KEYS},
-        "points": [{k: v for k, v in p.items() if k != "dir"} for p in points],
+        "points": {r: [{k: v for k, v in p.items() if k != "dir"} for p in pts] for r, pts in by_run.items()},
     }
 
 
@@ -131,15 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     from recdistill.io_utils import atomic_write_json
 
     p = argparse.ArgumentParser(description="GBDT student size on the validation-AUC / latency front")
-    p.add_argument("--run-dir", required=True)
+    p.add_argument(
+        "--run-dir", required=True, nargs="+", help="finished runs (scenarios); the first is timed"
+    )
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args(argv)
-    run_dir = Path(args.run_dir)
-    result = sweep(run_dir, run_dir / "bench_gbdt_front")
+    result = sweep([Path(r) for r in args.run_dir])
     atomic_write_json(Path(args.out) / "gbdt_front.json", result)
     c = result["choice"]
     print(f"choice: {c['num_leaves']} leaves, learning rate {c['learning_rate']:g}, {c['trees']} trees "
-          f"(valid AUC {c['valid_auc']:.4f}, best {result['best_valid_auc']:.4f})")  # fmt: skip
+          f"(valid AUC {c['valid_auc_by_run']}, best {result['best_valid_auc']})")  # fmt: skip
     return 0
 
 
