@@ -38,6 +38,7 @@ PA_TOLERANCE = 0.2  # our closed-loop p50 and p99 within 20% of perf_analyzer's
 VERDICT_RERUNS = 3
 PREVIOUS_P99_MS = {"mlp": 2.0, "gbdt": 3.0}  # the previous issue's absolute targets at 200 req/s (reported)
 SIZES_TICKS = (1, 16, 128, 1024)
+CANDIDATES = 128
 
 
 def server_breakdown(results: Sequence[RunResult]) -> dict[str, float] | None:
@@ -178,6 +179,30 @@ def evaluate_targets(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def headline_figures(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures a before / after table compares, from a latency.json (this run's or an older one)."""
+
+    def get(d: Any, *keys: str) -> Any:
+        for k in keys:
+            d = d.get(k) if isinstance(d, Mapping) else None
+        return d
+
+    models = ("noop", "mlp", "gbdt", "teacher")
+    return {
+        "finished_at": doc.get("finished_at"),
+        "in_process_p50_ms": {
+            m: get(doc, "in_process", "models", m, "predict", "p50_ms") for m in models[1:]
+        },
+        "closed_loop_c1_p50_ms": {
+            m: get(doc, "sizes", "models", m, str(CANDIDATES), "p50_ms") for m in models
+        },
+        "perf_analyzer_c1_p50_ms": {m: get(doc, "perf_analyzer_c1", m, "p50_ms") for m in models},
+        "open_loop_p99_ms": {m: get(doc, "open_loop", "models", m, "p99_ms") for m in models},
+        "capacity_at_p99_10ms": {m: get(doc, "capacity_at_p99_10ms", m) for m in models[1:]},
+        "capacity_at_p99_25ms": {m: get(doc, "capacity_at_p99_25ms", m) for m in models[1:]},
+    }
+
+
 def previous_targets(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The previous issue's absolute p99 targets at 200 req/s, still measured and reported (not part
     of ``all_targets_met``: this issue replaced them with the ratios to the floor)."""
@@ -305,6 +330,7 @@ def markdown(doc: Mapping[str, Any]) -> str:
                     f"{_f(r['perf_analyzer']['p50_ms'])} / {_f(r['perf_analyzer']['p99_ms'])} | {r['repeats']} |"
                 )
     lines += _in_process_lines(doc.get("in_process"))
+    lines += _before_after_lines(doc.get("before"), headline_figures(doc))
     cpu = doc.get("cpu", {})
     if cpu:
         lines += ["", "## CPU use during each phase (average cores)", ""]
@@ -338,6 +364,23 @@ def markdown(doc: Mapping[str, Any]) -> str:
         ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _before_after_lines(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
+    if not before:
+        return []
+    lines = ["", f"## Before / after (the previous latency.json, {before.get('finished_at')}, against this run)", "",
+             "| figure | model | before | after |", "|---|---|---:|---:|"]  # fmt: skip
+    for key, label in (("in_process_p50_ms", "in process, predict p50 ms"),
+                       ("closed_loop_c1_p50_ms", "closed loop c=1, 128 rows, p50 ms"),
+                       ("perf_analyzer_c1_p50_ms", "perf_analyzer c=1 p50 ms"),
+                       ("open_loop_p99_ms", "open loop 200 req/s p99 ms"),
+                       ("capacity_at_p99_10ms", "capacity at p99 10 ms, req/s"),
+                       ("capacity_at_p99_25ms", "capacity at p99 25 ms, req/s")):  # fmt: skip
+        for m, v in (after.get(key) or {}).items():
+            b = (before.get(key) or {}).get(m)
+            lines.append(f"| {label} | {m} | {_f(b, 3)} | {_f(v, 3)} |")
+    return lines
 
 
 def _in_process_lines(ip: Mapping[str, Any] | None) -> list[str]:

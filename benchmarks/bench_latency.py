@@ -65,6 +65,7 @@ from _latency_results import (
     P99_BUDGET_OLD_MS,
     VERDICT_RERUNS,
     evaluate_targets,
+    headline_figures,
     markdown,
     previous_targets,
     write_csvs,
@@ -180,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
         "plan": plan.describe(),
         "sizes": {"concurrency": 1, "models": {}},
     }
+    previous = out / "latency.json"
+    if previous.is_file():  # the figures this run is compared with in latency.md
+        doc["before"] = headline_figures(read_json(previous))
     front = Path(__file__).parent / "results" / "gbdt_front.json"
     if front.is_file():  # the GBDT student's size: benchmarks/_latency_gbdt_front.py (minutes of training)
         doc["gbdt_front"] = read_json(front)
