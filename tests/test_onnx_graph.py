@@ -146,6 +146,21 @@ def test_graph_matches_the_training_time_path(
         np.testing.assert_allclose(got, reference_probs(model, pre, batch), atol=1e-6, err_msg=case)
 
 
+@pytest.mark.parametrize("vector_bytes", [0, 1 << 30], ids=["row_then_vector", "vector_of_slot"])
+def test_both_ways_to_read_vectors(world: dict[str, Any], vector_bytes: int) -> None:
+    """Small tables are copied per slot (one gather); above the byte budget, the row then the vector."""
+    pre, raw = world["pre"], world["raw"]
+    model = student(pre, max_rows_per_table=8, id_bias=True, max_bias_rows_per_table=12)
+    proto, facts = build_student_graph(model, pre, vector_bytes=vector_bytes)
+    names = {i.name for i in proto.graph.initializer}
+    assert ("ids/row_of_slot" in names) == (vector_bytes == 0) and ("ids/vector_of_slot" in names) != (
+        vector_bytes == 0
+    )
+    report = check_parity(ort_session(proto.SerializeToString()), model, pre, raw)
+    assert report.max_abs_diff_prob <= 1e-6
+    assert facts.op_counts["Gather"] >= (4 if vector_bytes == 0 else 2)
+
+
 def test_ids_outside_the_contract_never_fail(world: dict[str, Any]) -> None:
     """Ids below -1 are rejected by the serving layer; the graph alone answers, without failing,
     as for an unseen id where the vocabulary is a table (direct or searched)."""
@@ -176,15 +191,15 @@ def test_graph_is_small_and_free_of_control_flow(world: dict[str, Any]) -> None:
     assert ops["Gather"] <= 24 and ops["Equal"] == 4 and ops["Where"] <= 5
     assert (
         facts.nodes == len(proto.graph.node) <= 130
-    )  # three lookup ways (a mix64 chain each); direct only: ~56
+    )  # three lookup ways (a mix64 chain each); direct only: ~54
 
 
 def test_parity_check_catches_a_wrong_graph(world: dict[str, Any]) -> None:
     pre, raw = world["pre"], world["raw"].slice(0, 50)
     model = student(pre)
     proto, _ = build_student_graph(model, pre)
-    init = next(i for i in proto.graph.initializer if i.name == "embedding")
-    rows = onnx.numpy_helper.to_array(init)[::-1].copy()  # every categorical id reads another row
+    init = next(i for i in proto.graph.initializer if i.name == "ids/vector_of_slot")
+    rows = onnx.numpy_helper.to_array(init)[::-1].copy()  # every categorical id reads another vector
     init.CopyFrom(onnx.numpy_helper.from_array(rows, init.name))
     with pytest.raises(ArtefactError, match=r"does not match the student: max \|p_onnx - p_torch\|"):
         check_parity(ort_session(proto.SerializeToString()), model, pre, raw)

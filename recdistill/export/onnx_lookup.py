@@ -1,11 +1,12 @@
 """Raw ids -> slots of lookup tables, as ONNX nodes: the id half of :mod:`recdistill.export.onnx_graph`.
 
-Every student id column owns a *segment* of slots; a segment lays out its vocabulary's rows the way
-the preprocessing maps ids (``recdistill.data.idmap`` and ``recdistill.data.preprocess``), so
-one gather per kind of value reads all columns at once: ``row_of_slot`` (the folded, stacked
-embedding row), ``match_of_slot`` (history matches) and ``bias_of_slot`` (``id_bias``). A raw
-id reaches its *position* in the segment (``slot = start + position``) in one of three ways,
-chosen per vocabulary:
+Every student id column owns a *segment* of slots (the categorical columns and the lists have a
+slot space each); a segment lays out its vocabulary's rows the way the preprocessing maps ids
+(``recdistill.data.idmap`` and ``recdistill.data.preprocess``), so one gather per kind of value
+reads all columns at once: the folded, stacked embedding row of each slot (or, when that table
+is small enough, its vector: :func:`recdistill.export.onnx_graph`), ``match_of_slot`` (history
+matches) and ``bias_of_slot`` (``id_bias``). A raw id reaches its *position* in the segment
+(``slot = start + position``) in one of three ways, chosen per vocabulary:
 
 * ``direct`` (:func:`~recdistill.data.idmap.table_size` gives a table): ``min(uint64(id + 1),
   size - 1)``, the :class:`~recdistill.data.idmap.IdMap` clamp: -1 is position 0 (missing),
@@ -122,10 +123,10 @@ class Segment:
 class SlotTables:
     """The per-slot tables, filled segment by segment (one per kind and vocabulary).
 
-    ``row_of_slot``: stacked embedding rows (``offset[k]`` + the folded row of table ``k``); multi
-    segments send padding to ``pad_row[k]``, a zero row appended after the stacked tables.
-    ``match_of_slot``: categorical segments, the position of a known id (else -1).
-    ``bias_of_slot``: categorical segments of ``id_bias`` tables, the id's bias.
+    ``rows[kind]``: per slot of ``kind`` (``ids`` | ``multi``) the stacked embedding row
+    (``offset[k]`` + the folded row of table ``k``); list segments send padding to ``pad_row[k]``,
+    a zero row appended after the stacked tables. ``match``: per categorical slot the position of
+    a known id (else -1). ``bias``: per categorical slot of an ``id_bias`` table, the id's bias.
     ``hash_keys`` / ``hash_positions``: the searched vocabularies' buckets, side by side.
     """
 
@@ -135,10 +136,10 @@ class SlotTables:
         self.offset = np.cumsum([0, *(t.rows for t in tables)])
         multi_tables = [k for k, t in enumerate(tables) if t.multi_columns]
         self.pad_row = {k: int(self.offset[-1]) + i for i, k in enumerate(multi_tables)}
-        self.rows: list[np.ndarray] = []
-        self.match: list[np.ndarray] = []
-        self.bias: list[np.ndarray] = []
-        self.size = 0
+        self._rows: dict[str, list[np.ndarray]] = {"ids": [], "multi": []}
+        self._match: list[np.ndarray] = []
+        self._bias: list[np.ndarray] = []
+        self.size = {"ids": 0, "multi": 0}
         self.hash_keys: list[np.ndarray] = []
         self.hash_positions: list[np.ndarray] = []
         self.n_buckets = 0
@@ -154,18 +155,18 @@ class SlotTables:
     def _new_segment(self, c: Column, name: str) -> Segment:
         if name in self.pre.hash_buckets:
             nb = self.pre.hash_buckets[name]
-            seg, unfolded = Segment("hashed", self.size, nb + 2, buckets=nb), np.arange(nb + 2)
+            seg, unfolded = Segment("hashed", self.size[c.kind], nb + 2, buckets=nb), np.arange(nb + 2)
         else:
             m = self.pre.id_maps[name]
             size = table_size(m, max_slots_per_key=TABLE_SLOTS_PER_KEY)
             if size is not None:  # [PAD_ROW, rows of ids 0 .. max, OOV_ROW]
-                seg, unfolded = Segment("direct", self.size, size), m.value_table(size=size)
+                seg, unfolded = Segment("direct", self.size[c.kind], size), m.value_table(size=size)
             else:
-                seg, unfolded = self._searched(m)
+                seg, unfolded = self._searched(m, self.size[c.kind])
         self._add(c, unfolded.astype(np.int64))
         return seg
 
-    def _searched(self, m: IdMap) -> tuple[Segment, np.ndarray]:
+    def _searched(self, m: IdMap, start: int) -> tuple[Segment, np.ndarray]:
         """Positions ``[OOV, PAD, key 0, ..]`` and the hash-table buckets of -1 and every key."""
         ids = np.concatenate([[-1], m.keys]).astype(np.int64)
         positions = np.arange(1, ids.size + 1, dtype=np.int64)  # -1 at 1, keys from 2 (0: not found)
@@ -180,7 +181,7 @@ class SlotTables:
         found[bucket[order], rank] = positions[order]
         self.hash_keys.append(keys)
         self.hash_positions.append(found)
-        seg = Segment("searched", self.size, ids.size + 1, buckets=nb, base=self.n_buckets)
+        seg = Segment("searched", start, ids.size + 1, buckets=nb, base=self.n_buckets)
         self.n_buckets += nb
         return seg, np.concatenate([[OOV_ROW, PAD_ROW], FIRST_ID_ROW + np.arange(m.keys.size)])
 
@@ -189,28 +190,29 @@ class SlotTables:
         model, t = self.model, self.model.inputs.tables[c.table]
         r = torch.from_numpy(unfolded)
         folded = (fold_rows(r, t.rows) if t.folded else r).numpy() + self.offset[c.table]
-        none = np.full(unfolded.size, -1, dtype=np.int64)
-        bias = np.zeros(unfolded.size, dtype=np.float32)
         if c.kind == "multi":  # padding reads the zero row; lists are never the candidate side
-            self.rows.append(np.where(unfolded == PAD_ROW, self.pad_row[c.table], folded))
-            self.match.append(none)
+            self._rows["multi"].append(np.where(unfolded == PAD_ROW, self.pad_row[c.table], folded))
         else:
-            self.rows.append(folded)
-            self.match.append(np.where(unfolded >= FIRST_ID_ROW, np.arange(unfolded.size), none))
+            self._rows["ids"].append(folded)
+            self._match.append(np.where(unfolded >= FIRST_ID_ROW, np.arange(unfolded.size), -1))
+            bias = np.zeros(unfolded.size, dtype=np.float32)
             key = model.keys[c.table]
             if key in model.biases:
                 rows = model.bias_rows[key]
                 weight = cast(torch.nn.Embedding, model.biases[key]).weight.detach()
                 bias = weight[fold_rows(r, rows) if rows < t.source_rows else r, 0].numpy()
-        self.bias.append(bias.astype(np.float32))
-        self.size += unfolded.size
+            self._bias.append(bias.astype(np.float32))
+        self.size[c.kind] += unfolded.size
+
+    def rows(self, kind: str) -> np.ndarray:
+        """INT64 ``[slots of kind]``: the stacked embedding row of every slot."""
+        return np.concatenate(self._rows[kind]).astype(np.int64)
 
     def add_initializers(self, g: GraphBuilder, *, match: bool, bias: bool) -> None:
-        """``row_of_slot`` (INT32), the hash table when a vocabulary is searched, ``match_of_slot``
-        (INT32, with ``match``) and ``bias_of_slot`` (FP32, with ``bias``)."""
-        for name, parts, dtype, wanted in (("row_of_slot", self.rows, np.int32, True),
-                                           ("match_of_slot", self.match, np.int32, match),
-                                           ("bias_of_slot", self.bias, np.float32, bias)):  # fmt: skip
+        """The hash table when a vocabulary is searched, ``match_of_slot`` (INT32, with ``match``)
+        and ``bias_of_slot`` (FP32, with ``bias``), over the categorical slots."""
+        for name, parts, dtype, wanted in (("match_of_slot", self._match, np.int32, match),
+                                           ("bias_of_slot", self._bias, np.float32, bias)):  # fmt: skip
             if parts and wanted:
                 g.inits.append(numpy_helper.from_array(np.concatenate(parts).astype(dtype), name))
         if self.hash_keys:
