@@ -174,7 +174,7 @@ def headline(bench: Bench, models: list[BenchModel], pool: RequestPool, plan: Pl
 
     rounds = measure_rounds(
         measure, [m.name for m in models], windows=plan.rounds, factor=cfg.floor_outlier_factor,
-        repeats=cfg.window_repeats, last=["teacher"], settle_s=cfg.timeout_s,
+        repeats=cfg.window_repeats, last=["teacher"], settle_s=cfg.timeout_s, warmup_s=cfg.warmup_s,
     )  # fmt: skip
     decided = summarize_rounds(rounds, factor=cfg.floor_outlier_factor)
     bench.log(decided["windows"]["note"])

@@ -160,6 +160,7 @@ def serve_check_and_load_test(ctx: RunContext) -> dict[str, Any]:
         rounds = measure_rounds(
             measure, load_models, windows=lt.windows, factor=lt.floor_outlier_factor,
             repeats=lt.window_repeats, last=[m for m in load_models if m == "teacher"], settle_s=lt.timeout_s,
+            warmup_s=lt.warmup_s,
         )  # fmt: skip
         decided = summarize_rounds(rounds, factor=lt.floor_outlier_factor, sample=SAMPLE_LATENCIES)
         summary["models"] = decided["models"]

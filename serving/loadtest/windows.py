@@ -33,8 +33,7 @@ import numpy as np
 from serving.loadtest.stats import F64, LatencySummary, RunResult
 
 FLOOR = "noop"
-FIRST_LEAD_S = 1.0  # unmeasured traffic before a model's first window (warm-up); later windows: LEAD_S
-LEAD_S = 0.25
+LEAD_S = 0.25  # unmeasured traffic before every window but a model's first (which gets the warm-up)
 
 
 @dataclass(frozen=True)
@@ -87,17 +86,19 @@ def measure_rounds(
     repeats: int,
     last: Sequence[str] = (),
     settle_s: float = 0.0,
+    warmup_s: float = 1.0,
 ) -> Rounds:
     """Measure ``windows`` rounds of every model, then repeat out-of-line rounds (at most
     ``repeats`` repeats in all). ``measure(model, round, lead_s)`` runs one window after ``lead_s``
-    seconds of unmeasured traffic; after a window that overloaded the server (rate not reached or
-    failed requests) the next one waits ``settle_s`` for the server's queue to drain."""
+    seconds of unmeasured traffic (``warmup_s`` before a model's first window, :data:`LEAD_S`
+    before the others); after a window that overloaded the server (rate not reached or failed
+    requests) the next one waits ``settle_s`` for the server's queue to drain."""
     out = Rounds()
 
     def run_round(k: int, attempt: int) -> dict[str, Window]:
         got = {}
         for model in round_order(models, k, last=last):
-            lead = FIRST_LEAD_S if k == 0 and attempt == 0 else LEAD_S
+            lead = warmup_s if k == 0 and attempt == 0 else LEAD_S
             w = measure(model, k, lead)
             got[model] = Window(w.model, k, attempt, w.result, w.latencies_ms)
             if settle_s and (not w.result.reachable or w.result.failed):
