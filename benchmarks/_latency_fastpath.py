@@ -62,15 +62,17 @@ def _timeit(
     }
 
 
-def compare(mlp_dir: Path, gbdt_dir: Path, batches: Sequence[RawBatch], *, reps: int = 400) -> dict[str, Any]:
+def compare(
+    preprocess_dir: Path, gbdt_dir: Path, batches: Sequence[RawBatch], *, reps: int = 400
+) -> dict[str, Any]:
     """Check the library transforms against their references on ``batches`` and on copies with
     missing, unseen and huge ids (:class:`FastPathMismatchError` on any difference), then time
-    both, interleaved. ``mlp_dir`` / ``gbdt_dir``: the students' version folders
-    (``preprocess/``, ``featurizer/``).
+    both, interleaved. ``preprocess_dir``: the run's preprocessing (the teacher serves it; the MLP
+    student carries it inside its ONNX graph); ``gbdt_dir``: the GBDT's version folder.
     """
     from recdistill.students.gbdt.train import FEATURIZER_DIR
 
-    pre = Preprocessor.load(mlp_dir / "preprocess")
+    pre = Preprocessor.load(preprocess_dir)
     feat = GbdtFeaturizer.load(gbdt_dir / FEATURIZER_DIR)
     rng = np.random.default_rng(0)
     checked = [*batches, *(_perturb(b, rng) for b in batches)]
@@ -114,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{ctx.run_dir}: no test split")
     batches = build_request_pool(test, ctx.schema(), candidates=args.rows, pool_size=64).batches
     sources = {m.name: m.source for m in bench_models(ctx)}
-    mlp, gbdt = sources.get("mlp"), sources.get("gbdt")
-    if mlp is None or gbdt is None:
-        raise SystemExit(f"{ctx.run_dir}: needs a served mlp and gbdt student")
-    res = compare(mlp, gbdt, batches, reps=args.reps)
+    gbdt = sources.get("gbdt")
+    if gbdt is None:
+        raise SystemExit(f"{ctx.run_dir}: needs a served gbdt student")
+    res = compare(ctx.preprocess_dir, gbdt, batches, reps=args.reps)
     print(
         f"equal on {res['equal_on_requests']} requests x {res['rows']} rows (real, and with missing/unseen/huge ids)"
     )

@@ -5,11 +5,12 @@ Python backend runs) and, per repetition, every stage runs once on the same real
 noisy neighbour on the shared machine slows all stages of that repetition alike::
 
     validate     validate_request on the wire tensors (the backend does this before predict)
-    preprocess   mlp / teacher: Preprocessor.transform; gbdt: GbdtFeaturizer.transform (the
-                 library's table-driven paths; :mod:`_latency_fastpath` times them against the
-                 per-feature references they replace)
-    model        on that output: mlp onnxruntime session.run + sigmoid; gbdt trees; teacher torch
-    predict      predictor.predict(raw): the whole in-process path (preprocess + model + glue)
+    preprocess   teacher: Preprocessor.transform; gbdt: GbdtFeaturizer.transform (the library's
+                 table-driven paths; :mod:`_latency_fastpath` times them against the per-feature
+                 references they replace). The MLP has none: its preprocessing is in its graph
+    model        on that output: gbdt compiled trees; teacher torch
+    predict      predictor.predict(raw): the whole in-process path (for the MLP: one onnxruntime
+                 session over the raw request tensors)
 
 Results: ``{model: {str(rows): {stage: {"p50_ms", "p90_ms", "p99_ms", "reps"}}}}``.
 """
@@ -21,12 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from recdistill.data.batch import RawBatch
 from recdistill.data.contract import DENSE, IDS, MULTI, InputContract
 from recdistill.predictors.registry import Predictor, load_predictor
-from recdistill.probability import sigmoid
 from serving.contract import to_wire
 from serving.loadtest.stats import LatencySummary
 from serving.validation import validate_request
@@ -38,18 +36,7 @@ def _split(predictor: Predictor) -> tuple[Step, Step] | None:
     """``(preprocess, model)`` of a predictor: ``model(preprocess(raw))`` is its score path
     (the model step includes the sigmoid / output conversion); None for kinds without a model."""
     from recdistill.predictors.gbdt import GbdtPredictor
-    from recdistill.predictors.mlp import OUTPUT_NAME, OnnxMlpPredictor
 
-    if isinstance(predictor, OnnxMlpPredictor):
-        mlp = predictor
-        names = [i.name for i in mlp.session.get_inputs()]
-
-        def onnx(mb: Any) -> Any:
-            feeds = {"dense": mb.dense, "ids": mb.ids, "multi": mb.multi}
-            (logit,) = mlp.session.run([OUTPUT_NAME], {n: feeds[n] for n in names})
-            return sigmoid(np.asarray(logit)).astype(np.float32)
-
-        return (lambda raw: mlp.pre.transform(raw, student_only=True)), onnx
     if isinstance(predictor, GbdtPredictor):
         return predictor.featurizer.transform, predictor.model
     if type(predictor).__name__ == "TeacherPredictor":  # torch is imported only for the teacher

@@ -55,16 +55,27 @@ from _latency_phases import (
     capacity,
     headline,
     in_process,
+    perf_analyzer_c1,
     perf_analyzer_check,
     size_sweep,
+    verdict_reruns,
 )
 from _latency_repo import BenchModel, bench_models, build_bench_repository, load_run
-from _latency_results import evaluate_targets, markdown, write_csvs, write_plot
+from _latency_results import (
+    P99_BUDGET_OLD_MS,
+    VERDICT_RERUNS,
+    evaluate_targets,
+    headline_figures,
+    markdown,
+    previous_targets,
+    write_csvs,
+    write_plot,
+)
 
 from recdistill.data.raw import raw_batch_from_frame
 from recdistill.data.readers import read_frame
 from recdistill.errors import RecDistillError, ServingError
-from recdistill.io_utils import atomic_write_json, atomic_write_text
+from recdistill.io_utils import atomic_write_json, atomic_write_text, read_json
 from recdistill.pipeline.context import RunContext
 from serving.loadtest.requests import RequestPool, build_request_pool
 from serving.loadtest.results import LoadTestResults
@@ -101,19 +112,26 @@ def measure_all(bench: Bench, ctx: RunContext, repo: Path, models: list[BenchMod
         test = ctx.split_path("test")
         assert test is not None
         raw = raw_batch_from_frame(read_frame(test).head(PARITY_ROWS), ctx.schema(), source=str(test))
+        doc["parity_atol"] = ctx.cfg.report.parity_atol
         doc["parity"] = check_parity(
             server.http_url, server.grpc_url, repo, names, raw, candidates=CANDIDATES,
             atol=ctx.cfg.report.parity_atol,
         )  # fmt: skip
+        with bench.phase("perf_analyzer_c1"):  # first: a fresh server, before any overload
+            doc["perf_analyzer_c1"] = perf_analyzer_c1(bench, names, pools[CANDIDATES], plan, work / "pa_c1")
         with bench.phase("open_loop"):
-            doc["open_loop"]["models"] = headline(bench, models, pools[CANDIDATES], plan)
+            h = headline(bench, models, pools[CANDIDATES], plan)
+            doc["open_loop"]["models"], doc["open_loop"]["windows"] = h["models"], h["windows"]
         with bench.phase("sizes"):
             doc["sizes"] = size_sweep(bench, models, pools, plan)
         with bench.phase("capacity"):
             doc["capacity"] = capacity(
                 bench, [n for n in CAPACITY_MODELS if n in names], pools[CANDIDATES], plan
             )
-        doc["capacity_at_p99_10ms"] = {m: c["capacity_rps"] for m, c in doc["capacity"].items()}
+        doc["capacity_at_p99_25ms"] = {m: c["capacity_rps"] for m, c in doc["capacity"].items()}
+        doc["capacity_at_p99_10ms"] = {
+            m: c[f"capacity_at_p99_{P99_BUDGET_OLD_MS:g}ms_rps"] for m, c in doc["capacity"].items()
+        }
         if PA_MODEL in names:
             with bench.phase("perf_analyzer"):
                 doc["perf_analyzer"] = perf_analyzer_check(
@@ -123,6 +141,9 @@ def measure_all(bench: Bench, ctx: RunContext, repo: Path, models: list[BenchMod
     if plan.profile_budget_s > 0:
         with bench.phase("in_process"):
             doc["in_process"] = in_process(bench, ctx, repo, models, pools[CANDIDATES], plan)
+    if plan.verdict_reruns:
+        with bench.phase("verdict"):
+            doc["verdict"] = verdict_reruns(bench, ctx, plan.verdict_reruns)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
     plan = Plan.make(ctx.cfg.loadtest, quick=args.quick)
     if args.no_profile:
         plan = dataclasses.replace(plan, profile_budget_s=0.0)
+    if args.no_verdict:
+        plan = dataclasses.replace(plan, verdict_reruns=0)
     machine = machine_note()
     models = bench_models(ctx)
     print(f"# {machine}\n# models: {', '.join(f'{m.name} ({m.kind})' for m in models)}; plan: {plan.mode}")
@@ -142,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {
         "open_loop": {"rate": RATE, "candidates": CANDIDATES, "models": {}},
         "capacity_at_p99_10ms": {},
+        "capacity_at_p99_25ms": {},
+        "perf_analyzer_c1": {},
+        "verdict": {},
         "perf_analyzer": {},
         "machine": machine,
         "host": host_description(),
@@ -155,6 +181,12 @@ def run(args: argparse.Namespace) -> int:
         "plan": plan.describe(),
         "sizes": {"concurrency": 1, "models": {}},
     }
+    previous = out / "latency.json"
+    if previous.is_file():  # the figures this run is compared with in latency.md
+        doc["before"] = headline_figures(read_json(previous))
+    front = Path(__file__).parent / "results" / "gbdt_front.json"
+    if front.is_file():  # the GBDT student's size: benchmarks/_latency_gbdt_front.py (minutes of training)
+        doc["gbdt_front"] = read_json(front)
     bench = Bench(LoadTestResults(run_dir / "bench_latency", {"tool": "benchmarks/bench_latency.py",
                                                              "machine": machine}), t0)  # fmt: skip
     status = 2
@@ -172,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
         doc["contention"] = contention(bench.cpu)
         if doc["contention"]:
             print(f"WARNING: {doc['contention']}", file=sys.stderr)
-        doc["targets"] = evaluate_targets(doc, teacher_start_rps=plan.search_for("teacher").start_rate)
+        doc["targets"] = evaluate_targets(doc)
+        doc["previous_targets"] = previous_targets(doc)
         doc["all_targets_met"] = status == 0 and all(t["passed"] for t in doc["targets"])
         write_outputs(out, doc, bench.runs)
     for t in doc["targets"]:
@@ -215,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).parent / "results"), help="output folder")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--no-profile", action="store_true", help="skip the in-process breakdown")
+    p.add_argument(
+        "--no-verdict", action="store_true", help=f"skip the {VERDICT_RERUNS} reruns of loadtest + report"
+    )
     p.add_argument(
         "--wait-quiet", type=float, default=0.0, metavar="S",
         help="first wait up to S seconds for other processes to use < 0.3 cores (a shared machine)",

@@ -1,6 +1,13 @@
 """The ``loadtest`` stage: start Triton on the run's repository, prove served = in-process for every
 model, load-test each one at the report's rate, and write ``loadtest/summary.json``.
 
+Load test: open loop at ``report.rate``, every model in ``loadtest.windows`` interleaved windows
+with the do-nothing floor (``serving/loadtest/windows.py``). ``summary.json`` keeps
+``models.<m>.p99_ms`` / ``errors`` / ``achieved_rps`` as the deciding figures (median of the
+per-window p99s; errors over the counted windows; median achieved rate) with the windows' details
+beside them, and ``windows`` says which rounds were repeated or flagged (its ``note`` is printed
+in the report).
+
 Parity: ``report.parity_rows`` test rows, sent as requests of ``loadtest.candidates`` rows, half
 over HTTP and half over gRPC, to every served model and to ``ranker``; the answers must match the
 same version folder's predictor run in this process to ``report.parity_atol``.
@@ -8,6 +15,7 @@ same version folder's predictor run in this process to ``report.parity_atol``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +105,7 @@ def serve_check_and_load_test(ctx: RunContext) -> dict[str, Any]:
     from serving.loadtest.results import LoadTestResults, run_line
     from serving.loadtest.runner import machine_note, measure_open_loop
     from serving.loadtest.stats import latencies_ms
+    from serving.loadtest.windows import Window, measure_rounds, summarize_rounds
     from serving.loadtest.wire import encode_pool
 
     schema = ctx.schema()
@@ -114,7 +123,8 @@ def serve_check_and_load_test(ctx: RunContext) -> dict[str, Any]:
         "rate": rep.rate,
         "candidates": lt.candidates,
         "target_p99_ms": rep.target_p99_ms,
-        "duration_s": lt.duration_s,
+        "duration_s": lt.window_s * lt.windows,
+        "window_s": lt.window_s,
         "machine": machine,
         "models": {},
     }
@@ -131,31 +141,31 @@ def serve_check_and_load_test(ctx: RunContext) -> dict[str, Any]:
         print("  ranker, request", summary["sample_ranking"]["request_id"], "top 5:",
               ", ".join(f"row {t['row']} ({t['score']:.4f})" for t in top))  # fmt: skip
         pool = build_request_pool(test_path, schema, candidates=lt.candidates, pool_size=lt.pool_size)
-        for model in load_models:
+        encoded = {m: encode_pool(m, pool.batches) for m in load_models}
+        window = dataclasses.replace(lt, duration_s=lt.window_s)
+
+        def measure(model: str, k: int, lead_s: float) -> Window:
             m = measure_open_loop(
-                server.grpc_url, model, encode_pool(model, pool.batches), rate=rep.rate, config=lt,
-                run_id=report.unique_id(f"{model}_open_{rep.rate:g}rps"),
+                server.grpc_url, model, encoded[model], rate=rep.rate,
+                config=dataclasses.replace(window, warmup_s=lead_s), seed=lt.seed + k,
+                run_id=report.unique_id(f"{model}_open_{rep.rate:g}rps_w{k + 1}"),
             )  # fmt: skip
             report.add_run(m, p99_target_ms=rep.target_p99_ms)
-            r = m.result
-            print("  " + run_line(r))
-            lat = latencies_ms(m.log)
-            summary["models"][model] = {
-                "p50_ms": r.latency_ms.p50,
-                "p90_ms": r.latency_ms.p90,
-                "p99_ms": r.latency_ms.p99,
-                "p999_ms": r.latency_ms.p999,
-                "max_ms": r.latency_ms.max,
-                "achieved_rps": r.achieved_rate,
-                "offered_rps": r.offered_rate,
-                "errors": r.failed,
-                "reachable": r.reachable,
-                "server_ms": (r.server or {}).get("per_request_ms"),
-                "latencies_ms": [float(x) for x in lat[:SAMPLE_LATENCIES]],
-            }
-            if r.status != "ok":
+            print("  " + run_line(m.result))
+            if m.result.status != "ok":
                 atomic_write_json(ctx.loadtest_dir / "summary.json", summary)
-                raise ServingError(f"load test of {model!r} ended early: {r.abort_reason}")
+                raise ServingError(f"load test of {model!r} ended early: {m.result.abort_reason}")
+            return Window(model, k, 0, m.result, latencies_ms(m.log))
+
+        rounds = measure_rounds(
+            measure, load_models, windows=lt.windows, factor=lt.floor_outlier_factor,
+            repeats=lt.window_repeats, last=[m for m in load_models if m == "teacher"], settle_s=lt.timeout_s,
+            warmup_s=lt.warmup_s,
+        )  # fmt: skip
+        decided = summarize_rounds(rounds, factor=lt.floor_outlier_factor, sample=SAMPLE_LATENCIES)
+        summary["models"] = decided["models"]
+        summary["windows"] = decided["windows"]
+        print("  " + decided["windows"]["note"])
     atomic_write_json(ctx.loadtest_dir / "summary.json", summary)
     return {
         "parity": {k: v["max_abs_diff"] for k, v in summary["parity"].items()},

@@ -86,6 +86,12 @@ class LoadTestConfig:
     ``timer_spin_ms``: the open-loop scheduler sleeps until this long before each arrival and
     then yields in a tight loop, so the event loop's 1 ms timer granularity does not delay sends
     (costs up to this much client CPU per request; 0 disables it).
+
+    The pipeline's ``loadtest`` stage measures every model in ``windows`` interleaved windows of
+    ``window_s`` seconds, the do-nothing floor in the same rounds (``serving/loadtest/windows.py``):
+    a model's deciding p99 is the median of its per-window p99s; a round whose floor p99 exceeds
+    ``floor_outlier_factor`` x the floor's median is measured again (at most ``window_repeats``
+    repeats in all), then flagged.
     """
 
     candidates: int = 128
@@ -99,6 +105,10 @@ class LoadTestConfig:
     min_achieved_fraction: float = 0.95
     max_error_fraction: float = 0.01
     timer_spin_ms: float = 1.0
+    windows: int = 5
+    window_s: float = 2.0
+    floor_outlier_factor: float = 2.0
+    window_repeats: int = 3
     targets: tuple[SloTarget, ...] = ()
     capacity: CapacitySearchConfig = field(default_factory=CapacitySearchConfig)
 
@@ -120,6 +130,13 @@ class LoadTestConfig:
             raise ValueError(f"max_error_fraction must be in [0, 1), got {self.max_error_fraction}")
         if self.timer_spin_ms < 0:
             raise ValueError(f"timer_spin_ms must be >= 0, got {self.timer_spin_ms}")
+        if self.windows < 1 or self.window_repeats < 0 or not self.window_s > 0:
+            raise ValueError(
+                f"windows must be >= 1, window_repeats >= 0 and window_s > 0, got {self.windows}, "
+                f"{self.window_repeats}, {self.window_s}"
+            )
+        if not self.floor_outlier_factor > 1.0:
+            raise ValueError(f"floor_outlier_factor must be > 1, got {self.floor_outlier_factor}")
 
     def targets_for(self, model: str | None) -> tuple[SloTarget, ...]:
         """The targets of ``model`` (all targets when ``model`` is None)."""

@@ -1,37 +1,73 @@
-"""Serving predictor ``mlp_onnx``: the MLP student in onnxruntime behind the training-time preprocessing.
+"""Serving predictor ``mlp_onnx``: the MLP student, preprocessing included, as one onnxruntime session.
 
-Version folder layout (written by :func:`recdistill.export.mlp_version.write_mlp_version`)::
+Version folder (written by :func:`recdistill.export.mlp_version.write_mlp_version`)::
 
-    <version>/predictor.json      {"kind": "mlp_onnx"}
-    <version>/model.onnx          exported by recdistill.export.onnx_mlp (parity-checked)
-    <version>/preprocess/         a copy of the run's preprocessing artefact
+    <version>/predictor.json      {"kind": "mlp_onnx"}   (option: "intra_op_threads", default 1)
+    <version>/model.onnx          raw request tensors -> probabilities (recdistill.export.onnx_graph)
 
-``predict(raw) = sigmoid(onnx(pre.transform(raw)))``: the same numpy ``Preprocessor.transform``
-that produced the training tensors, loaded from the copy beside the model. At load time the
-copy's fingerprint must equal the one stored in ``model.onnx`` (the preprocessing the student
-was trained with), and its schema must give the served input contract. Imports onnxruntime,
-numpy and the data package only (no torch).
+``predict(raw)`` feeds the raw request tensors straight into the session and returns its FP32
+``prob [B, 1]`` output as ``[B]`` (a view, no copy): the id lookups, dense transforms and
+missing indicators live in the graph, so the same file serves from Triton's native onnxruntime
+backend with no Python around it. At load time the file must be in the raw-request format
+(:data:`RAW_FORMAT`; older exports took preprocessed tensors: re-run the export stage) and its
+input shapes must be the served input contract. Imports onnxruntime and numpy only.
+
+Session settings (:func:`session_options`) are for latency on a shared machine: every graph
+optimisation on, one intra-op thread by default (a Triton instance serves one batch at a time;
+scale with instances), sequential execution, no spinning threads.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 
 from recdistill.data.batch import F32, RawBatch
 from recdistill.data.contract import InputContract
-from recdistill.data.preprocess import Preprocessor, preprocess_fingerprint
 from recdistill.errors import ArtefactError
 from recdistill.predictors.registry import PREDICTOR_FILE, Predictor, PredictorSpec
-from recdistill.probability import sigmoid
 
 KIND = "mlp_onnx"
 MODEL_FILE = "model.onnx"
-PREPROCESS_DIR = "preprocess"
-FINGERPRINT_KEY = "recdistill.preprocess_fingerprint"  # same key as recdistill.export.onnx_mlp
-OUTPUT_NAME = "logit"
+INPUT_NAMES = ("dense", "ids", "multi")
+OUTPUT_NAME = "prob"
+FORMAT_KEY = "recdistill.onnx_format"
+RAW_FORMAT = "raw_request/1"  # inputs: the raw request tensors; output: probabilities [B, 1]
+FINGERPRINT_KEY = "recdistill.preprocess_fingerprint"  # the preprocessing the student was trained with
+
+
+def session_options(threads: int = 1) -> ort.SessionOptions:
+    """onnxruntime settings for request-sized batches (see the module docstring)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return so
+
+
+def predict_probs(session: ort.InferenceSession, raw: RawBatch) -> F32:
+    """FP32 ``[B]`` probabilities of a raw-request session (no copy of the output)."""
+    (prob,) = session.run([OUTPUT_NAME], {"dense": raw.dense, "ids": raw.ids, "multi": raw.multi})
+    out: F32 = prob.reshape(-1)
+    return out
+
+
+def graph_contract(session: ort.InferenceSession, where: Path) -> InputContract:
+    """The input contract a raw-request graph declares (its fixed input widths)."""
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    if tuple(shapes) != INPUT_NAMES or [o.name for o in session.get_outputs()] != [OUTPUT_NAME]:
+        raise ArtefactError(
+            f"{where}: inputs {list(shapes)} and outputs {[o.name for o in session.get_outputs()]}; "
+            f"expected {list(INPUT_NAMES)} -> [{OUTPUT_NAME!r}]"
+        )
+    dims = [*shapes["dense"][1:], *shapes["ids"][1:], *shapes["multi"][1:]]
+    if len(dims) != 4 or not all(isinstance(d, int) for d in dims):
+        raise ArtefactError(f"{where}: input widths {shapes} are not fixed; expected [batch, n] tensors")
+    return InputContract(n_dense=dims[0], n_ids=dims[1], n_multi=dims[2], max_len=dims[3])
 
 
 class OnnxMlpPredictor:
@@ -40,37 +76,28 @@ class OnnxMlpPredictor:
     def __init__(
         self, version_dir: str | Path, *, intra_op_threads: int = 1, contract: InputContract | None = None
     ):
-        d = Path(version_dir)
-        self.pre = Preprocessor.load(d / PREPROCESS_DIR)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = intra_op_threads
-        so.inter_op_num_threads = 1
+        path = Path(version_dir) / MODEL_FILE
         try:
-            self.session = ort.InferenceSession(str(d / MODEL_FILE), so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), session_options(intra_op_threads), providers=["CPUExecutionProvider"]
+            )
         except Exception as e:  # onnxruntime raises its own exception types
-            raise ArtefactError(f"{d / MODEL_FILE}: onnxruntime cannot load it ({e})") from e
-        stored = self.session.get_modelmeta().custom_metadata_map.get(FINGERPRINT_KEY)
-        actual = preprocess_fingerprint(self.pre)
-        if stored != actual:
+            raise ArtefactError(f"{path}: onnxruntime cannot load it ({e})") from e
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get(FORMAT_KEY) != RAW_FORMAT:
             raise ArtefactError(
-                f"{d}: {PREPROCESS_DIR}/ is not the preprocessing {MODEL_FILE} was trained with "
-                f"(fingerprint {actual[:12]}… vs {str(stored)[:12]}… in the model); copy the run's preprocess/"
+                f"{path}: format {meta.get(FORMAT_KEY)!r}, expected {RAW_FORMAT!r} (raw request tensors in, "
+                "probabilities out); it was exported by an older recdistill: re-run the export stage"
             )
-        if contract is not None and InputContract.from_schema(self.pre.schema) != contract:
+        self.contract = graph_contract(self.session, path)
+        if contract is not None and self.contract != contract:
             raise ArtefactError(
-                f"{d}: the preprocessing schema gives input contract {InputContract.from_schema(self.pre.schema)}, "
-                f"the model config declares {contract}"
+                f"{path}: the graph takes input contract {self.contract}, the model config declares {contract}"
             )
-        self._inputs = tuple(i.name for i in self.session.get_inputs())
-        unknown = [n for n in self._inputs if n not in ("dense", "ids", "multi")]
-        if unknown:
-            raise ArtefactError(f"{d / MODEL_FILE}: unexpected inputs {unknown}; expected dense, ids, multi")
-        self._outputs = [OUTPUT_NAME]
+        self.fingerprint = meta.get(FINGERPRINT_KEY)
 
     def predict(self, raw: RawBatch) -> F32:
-        mb = self.pre.transform(raw, student_only=True)  # teacher_only columns are never read
-        (logit,) = self.session.run(self._outputs, {name: getattr(mb, name) for name in self._inputs})
-        return sigmoid(np.asarray(logit).reshape(-1)).astype(np.float32)
+        return predict_probs(self.session, raw)
 
 
 def load(spec: PredictorSpec) -> Predictor:

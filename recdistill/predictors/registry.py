@@ -77,7 +77,7 @@ PREDICTOR_KINDS: dict[str, PredictorKind] = {
     "noop": PredictorKind("recdistill.predictors.noop:load", options=("value",)),
     "mlp_onnx": PredictorKind(
         "recdistill.predictors.mlp:load",
-        files=("model.onnx", "preprocess/preprocessor.json"),
+        files=("model.onnx",),
         options=("intra_op_threads",),
     ),
     "gbdt_compiled": PredictorKind(

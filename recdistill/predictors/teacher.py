@@ -6,13 +6,22 @@ The teacher is served so every latency figure has it beside the students. Versio
     <version>/model.pt            the trained teacher (recdistill.teacher.checkpoint.save_model)
     <version>/preprocess/         a copy of the run's preprocessing artefact
 
-``predict(raw) = sigmoid(teacher(pre.transform(raw)))``, all features (teacher_only included).
-At load time the teacher's recorded input layout must match what the copied preprocessing
-produces, so a teacher is never served behind another run's vocabularies.
+``predict(raw) = sigmoid(teacher(pre.transform(raw)))``, all features (teacher_only included), in
+``torch.inference_mode`` (no autograd bookkeeping). At load time the teacher's recorded input
+layout must match what the copied preprocessing produces, so a teacher is never served behind
+another run's vocabularies.
+
+Threads: loading sets torch's intra-op threads of the PROCESS to ``num_threads`` (default 1) and
+its inter-op threads to 1 where torch still allows it, once. A served model owns its process (the
+Python backend's stub); switching the thread count around every call, as this predictor once
+did, resized OpenMP's team per request (about 2 ms of a 13 ms call on 2 busy cores), and more
+threads than one per instance fight Triton and the other models for the same cores: scale with
+``serving.instance_count`` instead. In-process callers (evaluation) keep the setting afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +48,23 @@ class TeacherPredictor:
         self.pre = Preprocessor.load(d / PREPROCESS_DIR)
         self.teacher = load_teacher(d / MODEL_FILE)
         check_teacher_inputs(self.teacher, TeacherInputs.from_preprocessor(self.pre), d / PREPROCESS_DIR)
+        self.teacher.model.eval()
         self.num_threads = num_threads
+        set_torch_threads(num_threads)
 
     def predict(self, raw: RawBatch) -> F32:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.num_threads)
-        try:
-            logits = predict_logits(self.teacher.model, self.pre.transform(raw))
-        finally:
-            torch.set_num_threads(previous)
+        if torch.get_num_threads() != self.num_threads:  # someone else changed it since loading
+            torch.set_num_threads(self.num_threads)
+        logits = predict_logits(self.teacher.model, self.pre.transform(raw))  # in inference_mode
         return sigmoid(logits).astype(np.float32)
+
+
+def set_torch_threads(num_threads: int) -> None:
+    """Intra-op threads of this process, and one inter-op thread unless torch already started its pool."""
+    torch.set_num_threads(num_threads)
+    # "cannot set number of interop threads after parallel work has started": then it stays
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
 
 
 def load(spec: PredictorSpec) -> Predictor:

@@ -23,6 +23,7 @@ from recdistill.report.recommendation import distillation_verdicts, recommend
 LATENCY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("p50_ms", "p50 ms", "{:.2f}"),
     ("p99_ms", "p99 ms", "{:.2f}"),
+    ("p99_spread_ms", "p99 spread over windows ms", "{0[0]:.2f}–{0[1]:.2f}"),
     ("p999_ms", "p99.9 ms", "{:.2f}"),
     ("achieved_rps", "achieved req/s", "{:.0f}"),
     ("reachable", "rate reached", "{}"),
@@ -104,6 +105,7 @@ def write_report(
     rec = recommend(evaluation, loadtest)
     quality = _table(models, QUALITY_COLUMNS)
     latency = _table(served, LATENCY_COLUMNS) if served else None
+    window_note = str((loadtest or {}).get("windows", {}).get("note", ""))  # how the p99s were measured
     bayes = evaluation.get("bayes_auc")
 
     verdicts = distillation_verdicts(evaluation)
@@ -127,6 +129,7 @@ def write_report(
             "",
             _md_table(latency),
             "",
+            *([window_note, ""] if window_note else []),
         ]
     for caption, path in images:
         md += [f"## {caption}", "", f"![{caption}]({path.relative_to(run_dir)})", ""]
@@ -150,6 +153,7 @@ def write_report(
             f"<p>Open loop at {loadtest['rate']:g} req/s, {loadtest['candidates']} candidates per request. "  # type: ignore[index]
             f"Machine: {html.escape(machine)}. Triton and the load generator share the same cores.</p>",
             _html_table(latency),
+            *([f"<p>{html.escape(window_note)}</p>"] if window_note else []),
         ]
     for caption, path in images:
         data = base64.b64encode(path.read_bytes()).decode()
