@@ -7,6 +7,7 @@ the Triton model repository and the load test. Without it the report has no late
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ def _export_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     frame = read_frame(valid).head(max(MLP_PARITY_ROWS, GBDT_PARITY_ROWS))
     parity = raw_batch_from_frame(frame, ctx.schema(), source=str(valid))
     out: dict[str, Any] = {}
+    for name in set(MODELS) - set(trained_models(ctx)):  # e.g. another distill.mode's students
+        if ctx.version_dir(name).exists():
+            shutil.rmtree(ctx.version_dir(name))
     for name in trained_models(ctx):
         dst = ctx.version_dir(name)
         if name == "teacher":

@@ -293,9 +293,9 @@ def _mlp_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     variants = mlp_variants(ctx)
-    for stale in (SELF_STUDENT, "mlp_distilled", "mlp_distilled_transfer"):
-        if stale not in variants and ctx.student_dir(stale).exists():
-            shutil.rmtree(ctx.student_dir(stale))  # another mode's student: not this run's
+    for stale in ("mlp_distilled", "mlp_distilled_transfer", SELF_STUDENT, "born_again"):
+        if stale not in variants and ctx.student_dir(stale).exists():  # another mode's students
+            shutil.rmtree(ctx.student_dir(stale))  # (self mode rebuilds born_again/)
     if mode(ctx) == "self":
         return _self_run(ctx, variants)
     if mode(ctx) == "online":
@@ -323,9 +323,7 @@ def _mlp_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         best = choose_on_validation(ctx, "mlp", rows, ctx.student_dir("mlp_distilled"))
         out["search"] = {n: {k: v for k, v in r.items() if k != "dir"} for n, r in rows.items()}
         out["search_chosen"] = best
-        out["search_seconds"] = round(
-            time.perf_counter() - t_search, 2
-        )  # every grid point, the chosen one too
+        out["search_seconds"] = round(time.perf_counter() - t_search, 2)  # every point, the chosen one too
         variants = {
             name: (losses[best] if loss.kind == "kd" else loss, c) for name, (loss, c) in variants.items()
         }
