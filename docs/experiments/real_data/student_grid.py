@@ -66,12 +66,14 @@ def main() -> None:
     ap.add_argument("--gbdt", default="[]", help="JSON list of gbdt overrides")
     ap.add_argument("--student-set", default="{}", help="JSON of student_mlp overrides for every point")
     ap.add_argument("--out", type=Path, default=HERE / "student_results.jsonl")
+    ap.add_argument("--soft", type=Path, default=None, help="soft-label directory (default <run>/soft_labels)")
     a = ap.parse_args()
 
     run = a.run
     manifest = json.loads((run / "manifest.json").read_text())
     config = manifest["config"]
-    soft_method = json.loads((run / "soft_labels" / "manifest.json").read_text()).get("method")
+    soft_dir = a.soft if a.soft is not None else run / "soft_labels"
+    soft_method = json.loads((soft_dir / "manifest.json").read_text()).get("method")
     base_loss = _section(DistillLossConfig, config.get("distill"))
     base_mlp = dataclasses.replace(
         _section(MlpStudentConfig, config.get("student_mlp")), use_transfer=False, **json.loads(a.student_set)
@@ -79,7 +81,6 @@ def main() -> None:
     base_gbdt = _section(GbdtStudentConfig, config.get("gbdt"))
     pre = Preprocessor.load(run / "preprocess")
     data = run / "data"
-    soft_dir = run / "soft_labels"
     splits = {s: load_split(split_path(data, s), pre) for s in ("train", "valid", "test")}
     soft = {
         s: load_soft_labels(soft_dir, s, splits[s][1], expected_teacher_hash=None, row_key=pre.schema.row_key)
@@ -87,7 +88,10 @@ def main() -> None:
         if has_soft_labels(soft_dir, s)
     }
     raw = {s: read_split(split_path(data, s), pre.schema) for s in ("valid", "test")}
-    common = {"run": str(run), "tag": a.tag, "soft_labels": soft_method, "teacher": config.get("teacher")}
+    common = {
+        "run": str(run), "tag": a.tag, "soft_dir": str(soft_dir), "soft_labels": soft_method,
+        "soft_labels_config": config.get("soft_labels"), "teacher": config.get("teacher"),
+    }  # fmt: skip
 
     def emit(rec: dict[str, Any]) -> None:
         with a.out.open("a") as f:
@@ -126,10 +130,10 @@ def main() -> None:
                 "valid": out["valid"], "test": out["test"], "seconds": time.perf_counter() - t0,
             })  # fmt: skip
 
-    for point in json.loads(a.gbdt):
+    for gpoint in json.loads(a.gbdt):
+        point = {k: v for k, v in gpoint.items() if k != "hard"}
+        hard = bool(gpoint.get("hard", False))
         for seed in a.seeds:
-            point = dict(point)
-            hard = bool(point.pop("hard", False))
             cfg = dataclasses.replace(base_gbdt, seed=seed, num_threads=1, **point)
             t0 = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="sgrid_") as tmp:
