@@ -19,6 +19,7 @@ from typing import Literal
 
 SparseOptimizer = Literal["rowwise_adagrad", "adagrad", "adam", "sgd"]
 Schedule = Literal["constant", "cosine", "linear"]
+Monitor = Literal["logloss", "auc"]
 Sharding = Literal["auto", "table_wise", "row_wise", "column_wise", "data_parallel"]
 
 
@@ -40,8 +41,9 @@ class TeacherConfig:
     a fused sparse optimiser (``sparse_optimizer`` at ``lr_sparse``), dense layers Adam(W) at
     ``lr_dense`` (``weight_decay`` applies to dense layers only: FBGEMM's CPU kernels ignore a
     sparse weight decay). ``schedule`` scales both rates after ``warmup_steps`` of linear warm-up, down to
-    ``min_lr_ratio``. Training stops once more than ``patience`` epochs in a row fail to lower the
-    validation logloss by ``min_delta`` (``patience: 0`` stops at the first); the best epoch is kept.
+    ``min_lr_ratio``. Training stops once more than ``patience`` epochs in a row fail to improve the
+    ``monitor``ed validation metric (``logloss``: lower, ``auc``: higher) by ``min_delta``
+    (``patience: 0`` stops at the first); the best epoch by that metric is kept.
 
     Runtime: ``prefetch_batches`` training batches (TorchRec ``Batch`` with the teacher's
     ``KeyedJaggedTensor``) are built ahead on a background thread while a step computes; 0 builds
@@ -79,6 +81,7 @@ class TeacherConfig:
     min_lr_ratio: float = 0.1
     patience: int = 1
     min_delta: float = 1e-4
+    monitor: Monitor = "logloss"
     # runtime
     seed: int = 0
     num_threads: int = 2
@@ -123,6 +126,8 @@ class TeacherConfig:
             )
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.monitor not in ("logloss", "auc"):
+            raise ValueError(f"monitor must be logloss or auc, got {self.monitor!r}")
         if self.warmup_steps < 0 or self.patience < 0 or self.weight_decay < 0 or self.prefetch_batches < 0:
             raise ValueError("warmup_steps, patience, weight_decay and prefetch_batches must be >= 0")
 

@@ -271,7 +271,8 @@ def _train(
                     for k, v in evaluate_split(dmp, inputs, valid, cfg.eval_batch_size, ctx).items()
                 }
             )
-            current = record["valid_logloss"]
+            # lower is better: the logloss, or minus the AUC
+            current = record["valid_logloss"] if cfg.monitor == "logloss" else -record["valid_auc"]
         else:
             current = -epoch  # no validation split: the last epoch is the best
         if current < state["best_logloss"] - cfg.min_delta:
