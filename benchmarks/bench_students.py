@@ -228,6 +228,10 @@ def main() -> int:
             teacher = {"valid_auc": meta["metrics"]["valid_auc"], "params": meta["params"]["total"]}
             result["sweep"] = rows
             plot_sweep(rows, teacher)
+    previous = RESULTS / "students.json"
+    if "sweep" not in result and previous.exists() and "sweep" in (old := read_json(previous)):
+        result["sweep"] = old["sweep"]  # not rerun (no --sweep): the last sweep, marked as such
+        result["sweep_copied_from_previous_run"] = True
     write_result("students", result)
     for name, checks in result["targets"].items():
         for key, c in checks.items():

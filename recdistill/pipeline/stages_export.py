@@ -18,7 +18,7 @@ from recdistill.io_utils import atomic_write_json, read_json, tree_sha256
 from recdistill.pipeline.context import RunContext
 from recdistill.pipeline.run_models import MODELS, choose_served, train_seconds, version_dirs
 from recdistill.pipeline.stages import DATA_CODE, Stage
-from recdistill.pipeline.stages_models import GBDT_STUDENTS, mlp_students
+from recdistill.pipeline.stages_models import GBDT_STUDENTS, mlp_students, soft_label_method
 
 MLP_PARITY_ROWS = 1000  # validation rows every exported MLP is checked on (ONNX vs PyTorch, served path)
 GBDT_PARITY_ROWS = 2048  # validation rows every exported GBDT is checked on (compiled vs Booster)
@@ -155,6 +155,13 @@ def _report_inputs(ctx: RunContext) -> dict[str, str]:
     }
 
 
+def _soft_label_why(ctx: RunContext) -> str | None:
+    try:
+        return soft_label_method(ctx)[1]
+    except ValueError:  # auto without a trained teacher (soft labels written by another run)
+        return None
+
+
 def training_choices(ctx: RunContext) -> dict[str, Any]:
     """What was chosen on validation before evaluation: the teacher's epoch, the soft-label method,
     each student's distillation settings (for the report)."""
@@ -172,7 +179,7 @@ def training_choices(ctx: RunContext) -> dict[str, Any]:
     if manifest.exists():
         m = read_json(manifest)
         out["soft_labels"] = {"method": m.get("method", "in_sample"), "heldout": m.get("heldout"),
-                              "folds": m.get("folds")}  # fmt: skip
+                              "folds": m.get("folds"), "why": _soft_label_why(ctx)}  # fmt: skip
     for family in ("mlp", "gbdt"):
         search = ctx.students_dir / f"{family}_search.json"
         if search.exists():

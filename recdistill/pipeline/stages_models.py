@@ -67,7 +67,7 @@ def _teacher_outputs(ctx: RunContext) -> list[str]:
 def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.teacher.train import run_train_teacher
 
-    if out_of_fold(ctx):
+    if ctx.cfg.soft_labels.method != "in_sample":
         check_folds(ctx)  # more folds than users or requests fails here, before any teacher trains
     online_dir = ctx.student_dir(ONLINE_STUDENT)
     if not resume and ctx.teacher_dir.exists():
@@ -119,8 +119,18 @@ def _teacher_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
 
 
 # -- cross-fitted fold teachers -----------------------------------------------------------------------
+def soft_label_method(ctx: RunContext) -> tuple[str, str]:
+    """``(in_sample | out_of_fold, why)``: ``soft_labels.method``, or for ``auto`` what the trained
+    teacher's history calls for (:mod:`recdistill.teacher.memorisation`)."""
+    from recdistill.teacher.checkpoint import META_FILE
+    from recdistill.teacher.memorisation import choose_method
+
+    meta_path = ctx.teacher_dir / META_FILE
+    return choose_method(ctx.cfg.soft_labels, read_json(meta_path) if meta_path.exists() else None)
+
+
 def out_of_fold(ctx: RunContext) -> bool:
-    return ctx.cfg.soft_labels.method == "out_of_fold"
+    return soft_label_method(ctx)[0] == "out_of_fold"
 
 
 def check_folds(ctx: RunContext) -> None:
@@ -155,11 +165,12 @@ def _cross_fit_outputs(ctx: RunContext) -> list[str]:
 def _cross_fit_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     from recdistill.teacher.cross_fit import train_fold_teachers
 
-    if not out_of_fold(ctx):
+    method, why = soft_label_method(ctx)
+    print(f"  soft labels of the training rows: {method} ({why})", flush=True)
+    if method != "out_of_fold":
         if ctx.fold_teachers_dir.exists():
             shutil.rmtree(ctx.fold_teachers_dir)
-        print("  soft_labels.method is in_sample: no fold teachers to train")
-        return {"method": "in_sample"}
+        return {"method": "in_sample", "why": why}
     info = train_fold_teachers(
         ctx.data_dir,
         ctx.preprocess_dir,
@@ -168,7 +179,7 @@ def _cross_fit_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         ctx.cfg.soft_labels,
         resume=resume,
     )
-    return {"method": "out_of_fold", **info}
+    return {"method": "out_of_fold", "why": why, **info}
 
 
 # -- soft labels --------------------------------------------------------------------------------------
@@ -196,7 +207,7 @@ def _score_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         "rows": res.rows,
         "rows_per_s": res.rows_per_s,
         "teacher_hash": res.teacher_hash,
-        "method": ctx.cfg.soft_labels.method,
+        "method": soft_label_method(ctx)[0],
         "ranks": res.ranks,
     }
 

@@ -4,6 +4,6 @@
 set -u
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=1 PYTHONPATH=$PWD
-export PY=${PY:-/work/main/.venv/bin/python}
+export PY=${PY:-.venv/bin/python}
 mkdir -p runs/real_data/logs
 grep -v '^\s*#' "$1" | grep -v '^\s*$' | xargs -d '\n' -P "${2:-2}" -I{} bash -c '{}'
