@@ -8,7 +8,10 @@ the same teacher and soft labels, and every student's test metrics are averaged 
 (``auc_std``: their spread). ``lightgbm_plain`` is what a user would pick instead: LightGBM's
 ``binary`` objective on the clicks over the raw tabular columns, early-stopped on validation
 (``benchmarks/_lightgbm_plain.py``). Settings are never chosen on the test split; the test split
-only reports.
+only reports. The other distillation modes run once (student seed 0) each in their own run
+directory started from the base run's data (``_common.run_mode``): ``mlp_online`` (teacher and
+student in one loop) and ``mlp_self`` (born-again generations); every MLP row carries
+``train_seconds_total`` (``mlp_distilled``: teacher, fold teachers, scoring and student).
 
     python benchmarks/bench_real.py [--seeds 3] [--scenarios same_features privileged]
 """
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, machine, write_result
+from _common import ROOT, machine, run_mode, write_result
 from _lightgbm_plain import lightgbm_plain
 
 from recdistill.config import load_config
@@ -99,6 +102,23 @@ def _scenario(scenario: str, seeds: int) -> dict[str, Any]:
             "params": int(rows[0]["params"]),
             "valid_auc": statistics.fmean(float(m["valid"]["auc"]) for m in rows),
             "runs": len(rows),
+        }
+    base_models = evals[0]["models"]
+    for name in ("mlp_distilled", "mlp_hard"):
+        models[name]["train_seconds_total"] = base_models[name].get("train_seconds_total")
+    for mode, student in (("online", "mlp_online"), ("self", "mlp_self")):
+        t1 = time.perf_counter()
+        m = read_json(run_mode(ctx, mode).run_dir / "evaluation.json")["models"][student]
+        seconds[f"mode_{mode}"] = round(time.perf_counter() - t1, 1)
+        models[student] = {
+            "auc": float(m["auc"]),
+            "auc_std": 0.0,
+            "logloss": float(m["logloss"]),
+            "gauc": float(m["gauc"]),
+            "params": int(m["params"]),
+            "valid_auc": float(m["valid"]["auc"]),
+            "runs": 1,
+            "train_seconds_total": m.get("train_seconds_total"),
         }
     plain = lightgbm_plain(ctx.data_dir)
     models["lightgbm_plain"] = {

@@ -4,26 +4,49 @@
   * ``privileged``: some signal lives in ``teacher_only`` features the students cannot read.
 
 Each scenario is a ``recdistill run`` up to ``evaluate`` (``benchmarks/configs/<scenario>.yaml``;
-reused when unchanged). ``--sweep`` also trains MLP students over temperature x alpha and over
-embedding sizes on the privileged data and plots test AUC against parameters. Writes
-``benchmarks/results/students.json`` (and ``students_sweep.png``).
+reused when unchanged), offline distillation (``distill.mode: offline``), then the same config in
+the other modes, each in its own run directory (``runs/bench_<scenario>_<mode>``) started from
+the offline run's data and preprocessing (and, for ``self``, its teacher, soft labels and GBDT
+students, whose inputs do not depend on the mode), so only what the mode changes is trained:
 
-    python benchmarks/bench_students.py [--sweep] [--scenarios privileged same_features]
+  * ``online``: teacher and MLP student in one loop -> ``mlp_online`` (``--shared`` adds a run with
+    ``distill.online.share_embeddings`` -> ``mlp_online_shared``);
+  * ``self``: born-again generations, no teacher -> ``mlp_self``.
+
+Every MLP row carries ``train_seconds_total`` (from each run's ``evaluation.json``, which adds up
+the stage records of its ``manifest.json``: for ``mlp_distilled`` the teacher, fold teachers,
+scoring and the student; for ``mlp_online`` the joint loop; for ``mlp_self`` every generation),
+and ``load_average`` says how busy the machine was. ``--sweep`` also trains MLP students over
+temperature x alpha and over embedding sizes on the privileged data and plots test AUC against
+parameters. Writes ``benchmarks/results/students.json`` (and ``students_sweep.png``).
+
+    python benchmarks/bench_students.py [--sweep] [--shared] [--scenarios privileged same_features]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from typing import Any
 
-from _common import RESULTS, machine, run_scenario, write_result
+from _common import RESULTS, machine, run_mode, run_scenario, write_result
 
 from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
 
-KEYS = ("auc", "logloss", "gauc", "ndcg@10", "ece", "params", "bytes", "fidelity_spearman")
+KEYS = (
+    "auc",
+    "logloss",
+    "gauc",
+    "ndcg@10",
+    "ece",
+    "params",
+    "bytes",
+    "fidelity_spearman",
+    "train_seconds_total",
+)
 SCENARIOS = ("privileged", "same_features")
 SWEEP_EPOCHS = 6  # per sweep point (early stopping may end it sooner): the sweep compares settings
 
@@ -33,6 +56,32 @@ def scenario_table(ctx: RunContext) -> dict[str, dict[str, Any]]:
     out = {name: {k: m.get(k) for k in KEYS} for name, m in ev["models"].items()}
     out["_bayes_auc"] = ev.get("bayes_auc")  # type: ignore[assignment]
     return out
+
+
+def mode_rows(ctx: RunContext, student: str, name: str) -> dict[str, Any]:
+    """One mode's student row from its run, and what the run says about it."""
+    ev = read_json(ctx.run_dir / "evaluation.json")
+    m = ev["models"][student]
+    row: dict[str, Any] = {k: m.get(k) for k in KEYS}
+    row["valid_auc"] = m.get("valid", {}).get("auc")
+    row["run"] = {
+        "run_dir": ctx.run_dir.name,
+        "teacher_auc": ev["models"]["teacher"]["auc"],
+        "mlp_hard_auc": ev["models"]["mlp_hard"]["auc"],
+        "served_mlp": ev.get("selection", {}).get("mlp", {}).get("served"),
+    }
+    d = ctx.student_dir(student)
+    if (d / "online.json").exists():
+        rec = read_json(d / "online.json")
+        row["run"]["online"] = {k: rec[k] for k in ("joint", "rescore", "after", "train_seconds_total")}
+        row["run"]["online"]["joint"] = {k: v for k, v in rec["joint"].items() if k != "history"}
+    if (d / "born_again.json").exists():
+        rec = read_json(d / "born_again.json")
+        row["run"]["born_again"] = [
+            {k: g[k] for k in ("generation", "valid", "seconds")} for g in rec["per_generation"]
+        ]
+    print(f"{name}: {student} test AUC {row['auc']:.4f}, {row['train_seconds_total']:.0f} s", flush=True)
+    return row
 
 
 def targets(name: str, t: dict[str, Any]) -> dict[str, Any]:
@@ -55,8 +104,19 @@ def targets(name: str, t: dict[str, Any]) -> dict[str, Any]:
         closed = (auc["mlp_distilled"] - auc["mlp_hard"]) / gap if gap > 0 else float("nan")
         checks["mlp_closes_30pct_of_gap"] = {"value": closed, "target": 0.30}
     checks["gbdt_beats_hard"] = {"value": auc["gbdt_distilled"] - auc["gbdt_hard"], "target": 0.0}
+    if "mlp_online" in auc:
+        checks["online_auc_at_least_offline_minus_0.001"] = {
+            "value": auc["mlp_online"] - auc["mlp_distilled"], "target": -0.001}  # fmt: skip
+        secs = lambda s: t[s]["train_seconds_total"]  # noqa: E731
+        checks["online_train_seconds_at_most_0.8x_offline"] = {
+            "value": secs("mlp_online") / secs("mlp_distilled"), "target": 0.8, "at_most": True}  # fmt: skip
+    if "mlp_self" in auc and name == "same_features":
+        checks["self_beats_hard_by_0.001"] = {"value": auc["mlp_self"] - auc["mlp_hard"], "target": 0.001}
     for c in checks.values():
-        c["passed"] = bool(c["value"] >= c["target"]) if c["target"] != 0.0 else bool(c["value"] > 0.0)
+        if c.get("at_most"):
+            c["passed"] = bool(c["value"] <= c["target"])
+        else:
+            c["passed"] = bool(c["value"] >= c["target"]) if c["target"] != 0.0 else bool(c["value"] > 0.0)
     return checks
 
 
@@ -140,13 +200,26 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--shared", action="store_true", help="also an online run with shared embedding tables")
+    ap.add_argument("--no-modes", action="store_true", help="offline only (no online and self runs)")
     ap.add_argument("--workers", type=int, default=2, help="sweep points trained at once (one thread each)")
     args = ap.parse_args()
     result: dict[str, Any] = {"scenarios": {}, "targets": {}, "machine": machine()}
     for name in args.scenarios:
+        load = os.getloadavg()[0]
         ctx = run_scenario(name)
         table = scenario_table(ctx)
         result["bayes_auc"] = result.get("bayes_auc", {}) | {name: table.pop("_bayes_auc")}
+        loads = {"offline": load}
+        if not args.no_modes:
+            for mode, student in (("online", "mlp_online"), ("self", "mlp_self")):
+                loads[mode] = os.getloadavg()[0]
+                table[student] = mode_rows(run_mode(ctx, mode), student, name)
+            if args.shared:
+                loads["online_shared"] = os.getloadavg()[0]
+                shared = run_mode(ctx, "online", share_embeddings=True)
+                table["mlp_online_shared"] = mode_rows(shared, "mlp_online", name)
+        result.setdefault("load_average_at_start", {})[name] = loads
         result["scenarios"][name] = table
         result["targets"][name] = targets(name, table)
         if args.sweep and name == "privileged":
@@ -155,6 +228,10 @@ def main() -> int:
             teacher = {"valid_auc": meta["metrics"]["valid_auc"], "params": meta["params"]["total"]}
             result["sweep"] = rows
             plot_sweep(rows, teacher)
+    previous = RESULTS / "students.json"
+    if "sweep" not in result and previous.exists() and "sweep" in (old := read_json(previous)):
+        result["sweep"] = old["sweep"]  # not rerun (no --sweep): the last sweep, marked as such
+        result["sweep_copied_from_previous_run"] = True
     write_result("students", result)
     for name, checks in result["targets"].items():
         for key, c in checks.items():

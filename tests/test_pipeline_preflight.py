@@ -29,6 +29,9 @@ def _ctx(tmp_path: Path, raw: dict[str, object]) -> RunContext:
         ({"data": {"source": "files", "format": "csv"}}, "data.train is required with data.source: files"),
         ({"serving": {"ranker_target": "xgboost"}}, "serving.ranker_target 'xgboost' is not a served model"),
         ({"loadtest": {"candidates": 512}, "serving": {"max_batch_size": 256}}, "loadtest.candidates (512) exceeds"),
+        ({"distill": {"mode": "self", "kind": "hard"}}, "distill.mode self distils, but distill.kind is hard"),
+        ({"distill": {"mode": "online", "online": {"share_embeddings": True}}, "teacher": {"embedding_dim": 128}},
+         "share_embeddings gives the student the teacher's 128-wide tables"),
     ],
 )  # fmt: skip
 def test_bad_config_fails_before_any_stage(tmp_path: Path, raw: dict[str, object], fragment: str) -> None:

@@ -150,6 +150,17 @@ def test_early_stopping_keeps_best_epoch(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / CHECKPOINTS).iterdir()) == ["epoch_0001", "epoch_0002"]
 
 
+def test_monitor_auc_keeps_the_epoch_with_the_best_validation_auc(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(TINY_CFG, epochs=4, patience=5, monitor="auc", min_delta=0.0)
+    result = train_teacher(
+        cfg, tiny_inputs(), tiny_split(256, 0), tiny_split(128, 1), tmp_path, progress=False
+    )
+    aucs = [h["valid_auc"] for h in result.history]
+    assert result.epochs_run == 4
+    assert result.best_epoch == 1 + int(np.argmax(aucs))
+    assert result.metrics["valid_auc"] == max(aucs)
+
+
 def test_rejects_unlabelled_or_out_of_range_training_rows(tmp_path: Path) -> None:
     batch, targets = tiny_split(128, 0)
     targets.label[3] = np.nan

@@ -5,15 +5,61 @@ control that shows what distillation adds. ``kind: kd`` mixes the hard-label los
 teacher's soft labels (Hinton et al.), optionally plus logit regression and listwise ranking
 distillation. ``recdistill.losses.build_loss(cfg)`` turns this into a printable objective, e.g.
 ``Loss = 0.5 * hard_bce + 0.5 * soft_bce(T=2) + 0.1 * listwise_kd(T=1)``.
+
+``mode`` says where the MLP student's soft targets come from (the loss pieces are the same):
+
+* ``offline`` (default): a trained teacher scores every row once (``score`` stage), then the
+  student trains on those cached logits (``mlp_distilled``).
+* ``online``: teacher and student train in one loop over the same batches; each step the
+  student learns from the teacher's current logits, detached (the gradient block), and keeps
+  training on the logits the teacher gave each row at its last visit (``mlp_online``;
+  :mod:`recdistill.students.mlp.online`). Options in ``online``.
+* ``self``: born-again generations of the student, no teacher: generation 0 on clicks,
+  generation ``k + 1`` on generation ``k``'s logits, ``generations`` of them after generation 0
+  (``mlp_self``; :mod:`recdistill.students.mlp.born_again`).
+
+Example YAML::
+
+    distill:
+      mode: online
+      listwise: 1.0
+      online: {rescore_fraction: 0.2, share_embeddings: false}
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 LOSS_KINDS: tuple[str, ...] = ("hard", "kd")
+MODES: tuple[str, ...] = ("offline", "online", "self")
+Mode = Literal["offline", "online", "self"]
+
+
+@dataclass(frozen=True)
+class OnlineDistillConfig:
+    """Options of ``distill.mode: online`` (:mod:`recdistill.students.mlp.online`).
+
+    * ``rescore_fraction``: after the joint loop, the training rows whose cached teacher logit
+      is the oldest (this share of the rows, by the step that produced it; rows the teacher's
+      ``drop_last`` batches never visited always) are scored again by the final teacher before
+      the student's remaining epochs. The first steps' logits come from a nearly untrained
+      teacher; in [0, 1] (1: every training row, the offline student's targets).
+    * ``share_embeddings``: the student's tables for the features both models see are the
+      teacher's (ensemble member 0's, ``teacher.embedding_dim`` wide, unfolded) during the joint
+      loop: the teacher's loss trains them, the student reads them; afterwards the student owns
+      a copy and fine-tunes it. The student then has the teacher's table sizes (its
+      ``embedding_dim`` and ``max_rows_per_table`` are not used); needs one process and
+      ``teacher.embedding_dim <= 64``.
+    """
+
+    rescore_fraction: float = 0.2
+    share_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.rescore_fraction) and 0.0 <= self.rescore_fraction <= 1.0):
+            raise ValueError(f"online.rescore_fraction must be in [0, 1], got {self.rescore_fraction}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +83,10 @@ class DistillLossConfig:
     be a baseline): ``logit_mse`` and ``listwise`` are set to 0, so the saved config says what
     was trained (``distill: {kind: hard}`` works with the defaults above); ``alpha`` and the
     temperatures are ignored.
+
+    The scheme (see the module docstring): ``mode``, ``generations`` (``self``: born-again
+    generations after generation 0, >= 1) and ``online`` (:class:`OnlineDistillConfig`). They do
+    not change the objective (:meth:`objective` leaves them out).
     """
 
     kind: Literal["hard", "kd"] = "kd"
@@ -45,8 +95,18 @@ class DistillLossConfig:
     logit_mse: float = 1.0
     listwise: float = 0.0
     listwise_temperature: float = 1.0
+    # the scheme
+    mode: Mode = "offline"
+    generations: int = 2
+    online: OnlineDistillConfig = field(default_factory=OnlineDistillConfig)
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.generations < 1:
+            raise ValueError(
+                f"generations (born-again generations after generation 0) must be >= 1, got {self.generations}"
+            )
         if self.kind not in LOSS_KINDS:
             raise ValueError(f"kind must be one of {', '.join(LOSS_KINDS)}, got {self.kind!r}")
         if not (math.isfinite(self.alpha) and 0.0 <= self.alpha <= 1.0):
@@ -61,3 +121,8 @@ class DistillLossConfig:
                 raise ValueError(f"{name} (a loss weight) must be a finite number >= 0, got {value}")
             if self.kind == "hard":  # the baseline reads no teacher: its teacher terms are off
                 object.__setattr__(self, name, 0.0)
+
+    def objective(self) -> dict[str, object]:
+        """The fields that set the objective (not the scheme): what an offline student's inputs hash."""
+        scheme = ("mode", "generations", "online")
+        return {k: v for k, v in vars(self).items() if k not in scheme}

@@ -140,6 +140,7 @@ QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("fidelity_spearman", "Spearman vs teacher", "{:.3f}"),
     ("params", "params", "{:,}"),
     ("bytes", "bytes", "{:,}"),
+    ("train_seconds_total", "train s (total)", "{:,.0f}"),
     ("latency_ms_inprocess", "ms / 128-row request", "{:.3f}"),
 )
 

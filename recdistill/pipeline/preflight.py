@@ -29,11 +29,29 @@ def preflight(ctx: RunContext) -> None:
             f"{src}: loadtest.candidates ({cfg.loadtest.candidates}) exceeds serving.max_batch_size "
             f"({cfg.serving.max_batch_size}); lower the one or raise the other"
         )
+    _check_distill_mode(ctx)
     schema = _schema_if_known(ctx)
     if schema is not None and cfg.distill.listwise > 0 and schema.request_id is None:
         raise ConfigError(
             f"{src}: distill.listwise needs requests to rank within, but the schema has no request_id; "
             "set distill.listwise: 0 or add a request id column"
+        )
+
+
+def _check_distill_mode(ctx: RunContext) -> None:
+    """``distill.mode`` online or self: a kd objective (the hard twin is trained anyway); shared
+    tables as wide as a student may be."""
+    dcfg, src = ctx.cfg.distill, ctx.config_path
+    if dcfg.mode != "offline" and dcfg.kind != "kd":
+        raise ConfigError(
+            f"{src}: distill.mode {dcfg.mode} distils, but distill.kind is {dcfg.kind}; set distill.kind: kd "
+            "(the hard-label twin is trained in every mode)"
+        )
+    if dcfg.mode == "online" and dcfg.online.share_embeddings and ctx.cfg.teacher.embedding_dim > 64:
+        raise ConfigError(
+            f"{src}: distill.online.share_embeddings gives the student the teacher's "
+            f"{ctx.cfg.teacher.embedding_dim}-wide tables, more than a student's 64; lower "
+            "teacher.embedding_dim or set share_embeddings: false"
         )
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 from recdistill.errors import ArtefactError
 from recdistill.evaluate.candidates import Role
+from recdistill.io_utils import read_json
 from recdistill.pipeline.context import RunContext
+from recdistill.pipeline.manifest import MANIFEST_FILE
 from recdistill.predictors.registry import PREDICTOR_FILE
 
 # model in the run -> (role in the report, the served name it competes for)
@@ -21,6 +23,8 @@ MODELS: dict[str, tuple[Role, str]] = {
     "teacher": ("teacher", "teacher"),
     "mlp_distilled_transfer": ("student", "mlp"),
     "mlp_distilled": ("student", "mlp"),
+    "mlp_online": ("student", "mlp"),
+    "mlp_self": ("student", "mlp"),
     "mlp_hard": ("baseline", "mlp"),
     "gbdt_distilled": ("student", "gbdt"),
     "gbdt_hard": ("baseline", "gbdt"),
@@ -63,3 +67,50 @@ def choose_served(result: dict[str, Any]) -> None:
 def served_models(evaluation: dict[str, Any]) -> dict[str, str]:
     """Served name -> run model, from an evaluation that :func:`choose_served` filled in."""
     return {m["served_as"]: n for n, m in evaluation["models"].items() if m.get("served_as")}
+
+
+# models whose training needs the teacher's soft labels: the teacher, its fold teachers and the scoring count
+_FROM_SOFT_LABELS = ("mlp_distilled", "mlp_distilled_transfer", "gbdt_distilled")
+
+
+def train_seconds(ctx: RunContext) -> dict[str, float]:
+    """Wall seconds it took to get each model of the run, from the stage records of ``manifest.json``.
+
+    * teacher: the ``train-teacher`` stage (online: its share of the joint loop);
+    * distilled offline (``mlp_distilled``, ``_transfer``, ``gbdt_distilled``): the teacher, the fold
+      teachers (``cross-fit``), the scoring, its own training and the search grid that chose its
+      settings, if any;
+    * ``mlp_online``: the whole ``train-teacher`` stage (the joint loop, the rescoring, the
+      remaining epochs);
+    * ``mlp_self``: every born-again generation and the scoring between them;
+    * hard twins: their own training.
+
+    Models without a recorded time (a run of an older recdistill) are left out.
+    """
+    path = ctx.run_dir / MANIFEST_FILE
+    stages: dict[str, Any] = read_json(path).get("stages", {}) if path.exists() else {}
+
+    def seconds(stage: str) -> float:
+        return float(stages.get(stage, {}).get("seconds", 0.0))
+
+    teacher = stages.get("train-teacher", {})
+    metrics = teacher.get("metrics", {})
+    out: dict[str, float] = {}
+    if teacher:
+        out["teacher"] = float(metrics.get("teacher_seconds", seconds("train-teacher")))
+    if "mlp_online" in metrics:
+        out["mlp_online"] = seconds("train-teacher")
+    upstream = seconds("train-teacher") + seconds("cross-fit") + seconds("score")
+    for stage, family in (("distill-mlp", "mlp"), ("distill-gbdt", "gbdt")):
+        m = stages.get(stage, {}).get("metrics", {})
+        search = float(m.get("search_seconds", 0.0))
+        for name, rec in m.items():
+            if name not in MODELS or not isinstance(rec, dict) or "seconds" not in rec:
+                continue
+            own = float(rec["seconds"])
+            if name in _FROM_SOFT_LABELS:
+                own += upstream + (
+                    search if family == "mlp" else 0.0
+                )  # the GBDT's own seconds hold its search
+            out[name] = round(own, 2)
+    return out

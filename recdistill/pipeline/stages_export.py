@@ -6,6 +6,8 @@ the Triton model repository and the load test. Without it the report has no late
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,9 @@ from recdistill.data.readers import read_frame
 from recdistill.data.splits import split_path
 from recdistill.io_utils import atomic_write_json, read_json, tree_sha256
 from recdistill.pipeline.context import RunContext
-from recdistill.pipeline.run_models import MODELS, choose_served, version_dirs
+from recdistill.pipeline.run_models import MODELS, choose_served, train_seconds, version_dirs
 from recdistill.pipeline.stages import DATA_CODE, Stage
-from recdistill.pipeline.stages_models import GBDT_STUDENTS, mlp_variants
+from recdistill.pipeline.stages_models import GBDT_STUDENTS, mlp_students, soft_label_method
 
 MLP_PARITY_ROWS = 1000  # validation rows every exported MLP is checked on (ONNX vs PyTorch, served path)
 GBDT_PARITY_ROWS = 2048  # validation rows every exported GBDT is checked on (compiled vs Booster)
@@ -25,7 +27,7 @@ GBDT_PARITY_ROWS = 2048  # validation rows every exported GBDT is checked on (co
 # -- export -------------------------------------------------------------------------------------------
 def trained_models(ctx: RunContext) -> list[str]:
     """The models this run's config trains, in ``MODELS`` order."""
-    names = {"teacher", *mlp_variants(ctx), *GBDT_STUDENTS}
+    names = {"teacher", *mlp_students(ctx), *GBDT_STUDENTS}
     return [n for n in MODELS if n in names]
 
 
@@ -52,6 +54,9 @@ def _export_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
     frame = read_frame(valid).head(max(MLP_PARITY_ROWS, GBDT_PARITY_ROWS))
     parity = raw_batch_from_frame(frame, ctx.schema(), source=str(valid))
     out: dict[str, Any] = {}
+    for name in set(MODELS) - set(trained_models(ctx)):  # e.g. another distill.mode's students
+        if ctx.version_dir(name).exists():
+            shutil.rmtree(ctx.version_dir(name))
     for name in trained_models(ctx):
         dst = ctx.version_dir(name)
         if name == "teacher":
@@ -77,6 +82,7 @@ def _evaluate_inputs(ctx: RunContext) -> dict[str, str]:
         "test": ctx.hash_path(split_path(ctx.data_dir, "test")),
         "valid": ctx.hash_path(split_path(ctx.data_dir, "valid")),
         **{f"model:{n}": tree_sha256(d) for n, d in version_dirs(ctx).items()},
+        "train_seconds": json.dumps(train_seconds(ctx), sort_keys=True),
     }
 
 
@@ -101,6 +107,15 @@ def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         ModelVersion(name=n, role=MODELS[n][0], version_dir=d, params=model_params(ctx, n, d))
         for n, d in version_dirs(ctx).items()
     ]
+    seconds = train_seconds(ctx)
+
+    def finish(result: dict[str, Any]) -> None:
+        """Before the evaluation is written: who is served, and what each model cost to train."""
+        choose_served(result)
+        for name, m in result["models"].items():
+            if name in seconds:
+                m["train_seconds_total"] = seconds[name]
+
     result = evaluate_versions(
         models,
         test_path=split_path(ctx.data_dir, "test"),
@@ -109,7 +124,7 @@ def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
         out_dir=ctx.run_dir,
         request_candidates=ctx.cfg.loadtest.candidates,
         valid_path=split_path(ctx.data_dir, "valid"),
-        choose=choose_served,
+        choose=finish,
     )
     for served, sel in result["selection"].items():
         if len(sel["valid_auc"]) < 2:
@@ -118,7 +133,10 @@ def _evaluate_run(ctx: RunContext, resume: bool) -> dict[str, Any]:
             f"{n} {v:.4f}" for n, v in sel["valid_auc"].items()) + ")")  # fmt: skip
     return {
         "test": {
-            n: {k: m.get(k) for k in ("auc", "logloss", "gauc", "ndcg@10", "ece", "params")}
+            n: {
+                k: m.get(k)
+                for k in ("auc", "logloss", "gauc", "ndcg@10", "ece", "params", "train_seconds_total")
+            }
             for n, m in result["models"].items()
         },
         "served": {s: sel["served"] for s, sel in result["selection"].items()},
@@ -135,6 +153,13 @@ def _report_inputs(ctx: RunContext) -> dict[str, str]:
         "loadtest": ctx.hash_path(ctx.loadtest_dir / "summary.json"),
         "report": ctx.hash_config(ctx.cfg.report),
     }
+
+
+def _soft_label_why(ctx: RunContext) -> str | None:
+    try:
+        return soft_label_method(ctx)[1]
+    except ValueError:  # auto without a trained teacher (soft labels written by another run)
+        return None
 
 
 def training_choices(ctx: RunContext) -> dict[str, Any]:
@@ -154,7 +179,7 @@ def training_choices(ctx: RunContext) -> dict[str, Any]:
     if manifest.exists():
         m = read_json(manifest)
         out["soft_labels"] = {"method": m.get("method", "in_sample"), "heldout": m.get("heldout"),
-                              "folds": m.get("folds")}  # fmt: skip
+                              "folds": m.get("folds"), "why": _soft_label_why(ctx)}  # fmt: skip
     for family in ("mlp", "gbdt"):
         search = ctx.students_dir / f"{family}_search.json"
         if search.exists():

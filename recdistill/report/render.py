@@ -188,14 +188,15 @@ def choices_markdown(evaluation: Mapping[str, Any], choices: Mapping[str, Any]) 
                      f"(validation logloss by epoch: {per_epoch}).")  # fmt: skip
     sl = choices.get("soft_labels")
     if sl:
+        why = f" Chosen by {sl['why']}." if sl.get("why") else ""
         if sl["method"] == "out_of_fold" and sl.get("folds"):
             f = sl["folds"]
             lines.append(f"- Soft labels of the training rows: out of fold ({f['folds']} fold teachers, folds by "
                          f"{f['group_by']}; validation/test/transfer rows scored by "
-                         f"{'the full teacher' if sl.get('heldout') == 'full' else 'the fold teachers mean'}).")  # fmt: skip
+                         f"{'the full teacher' if sl.get('heldout') == 'full' else 'the fold teachers mean'}).{why}")  # fmt: skip
         else:
             lines.append(
-                "- Soft labels of the training rows: in sample (the full teacher scored its own training rows)."
+                f"- Soft labels of the training rows: in sample (the full teacher scored its own training rows).{why}"
             )
     for family, search in (choices.get("search") or {}).items():
         lines += [

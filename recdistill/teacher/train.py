@@ -11,6 +11,11 @@ evaluate on the validation split (logloss, AUC), write a checkpoint atomically, 
 
 Distributed: run the same command under ``torchrun --nproc_per_node N -m recdistill train-teacher``.
 Every rank reads the splits; each global batch of ``batch_size`` rows is cut into N equal parts.
+
+Online distillation: a :class:`TeacherCompanion` (``companion=``) is told the rows and the
+teacher's logits of every step (computed before that step's update, detached) and may train on
+them (:mod:`recdistill.students.mlp.online`); the teacher's training is the same with or without
+one. One process only.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -32,7 +37,7 @@ from recdistill.config.loader import to_mapping
 from recdistill.config.teacher import TeacherConfig
 from recdistill.data.batch import ModelBatch, Targets
 from recdistill.data.batching import epoch_batches, epoch_rng
-from recdistill.errors import ArtefactError, DataError
+from recdistill.errors import ArtefactError, ConfigError, DataError
 from recdistill.models.params import count_parameters
 from recdistill.models.teacher import TeacherInputs, TeacherTrainTask, build_teacher, teacher_batch
 from recdistill.teacher import checkpoint as ckpt
@@ -50,6 +55,22 @@ from recdistill.teacher.validation import evaluate_split
 
 Split = tuple[ModelBatch, Targets]
 StepHook = Callable[[int, int], None]
+
+
+class TeacherCompanion(Protocol):
+    """A model trained in the teacher's loop, on the teacher's batches (online distillation).
+
+    ``start(dmp, epochs_done)`` once before the first step (``epochs_done``: epochs a resumed run
+    already has; the companion restores its state of that epoch); ``after_step(epoch, step, rows,
+    logits)`` after every optimiser step, with the training-split rows of that step (INT64
+    ``[B]``) and the teacher's ensemble logits for them (FP32 ``[B]``, detached, from that step's
+    forward: before its update); ``end_epoch(epoch)`` after the epoch's validation, before its
+    checkpoint is written. The time it takes is not counted in the teacher's samples/s.
+    """
+
+    def start(self, dmp: torch.nn.Module, epochs_done: int) -> None: ...
+    def after_step(self, epoch: int, step: int, rows: Rows, logits: torch.Tensor) -> None: ...
+    def end_epoch(self, epoch: int) -> None: ...
 
 
 @dataclass
@@ -102,10 +123,12 @@ def train_teacher(
     resume: bool = False,
     progress: bool = True,
     on_step: StepHook | None = None,
+    companion: TeacherCompanion | None = None,
 ) -> TrainResult:
     """Train (or resume) the teacher on in-memory splits and write ``out_dir`` (see module doc).
 
-    ``on_step(epoch, step)`` is called after every optimiser step (logging, tests).
+    ``on_step(epoch, step)`` is called after every optimiser step (logging, tests);
+    ``companion`` trains beside the teacher (see :class:`TeacherCompanion`).
     """
     out = Path(out_dir)
     _check_labels(train, "train")
@@ -118,8 +141,9 @@ def train_teacher(
     try:
         with distributed_context() as ctx:
             return _train(
-                cfg, inputs, train, valid, out, ctx, resume=resume, progress=progress, on_step=on_step
-            )
+                cfg, inputs, train, valid, out, ctx, resume=resume, progress=progress, on_step=on_step,
+                companion=companion,
+            )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
 
@@ -135,8 +159,14 @@ def _train(
     resume: bool,
     progress: bool,
     on_step: StepHook | None,
+    companion: TeacherCompanion | None = None,
 ) -> TrainResult:
     ws = ctx.world_size
+    if companion is not None and ws != 1:
+        raise ConfigError(
+            f"online distillation trains the student in the teacher's process: run it in one process, "
+            f"not {ws} (distill.mode: online)"
+        )
     if cfg.batch_size % ws:
         raise DataError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({ws})")
     n = len(train[0])
@@ -183,6 +213,8 @@ def _train(
         b = teacher_batch(inputs, train[0].take(rows), train[1].label[rows])
         return b.pin_memory() if ctx.device.type == "cuda" else b  # the pipeline copies it to the device
 
+    if companion is not None:
+        companion.start(dmp, state["epoch"])
     t_train = 0.0
     rows_trained = 0
     dmp.train()
@@ -199,15 +231,20 @@ def _train(
             leave=False,
         )
         t0 = time.perf_counter()
+        t_companion = 0.0
         loss_sum = torch.zeros((), device=ctx.device)  # summed on the device: no sync per step
         pipe = train_pipeline(dmp, opt, ctx.device)
         with BatchStream(make_batch, mine, depth=cfg.prefetch_batches) as stream:
             try:
                 for i in range(steps_per_epoch):
                     set_learning_rates(opt, cfg, lr_factor(cfg, state["step"], total_steps))
-                    loss, _ = pipe.progress(stream)  # zero_grad, forward, backward, step
+                    loss, logits = pipe.progress(stream)  # zero_grad, forward, backward, step
                     state["step"] += 1
                     loss_sum += loss
+                    if companion is not None:  # the logits of mine[i]: the pipeline keeps the order
+                        tc = time.perf_counter()
+                        companion.after_step(epoch, i, mine[i], logits)
+                        t_companion += time.perf_counter() - tc
                     if bar.disable is False and (i % 10 == 0 or i == steps_per_epoch - 1):
                         rate = (i + 1) * cfg.batch_size / (time.perf_counter() - t0)
                         bar.set_postfix(loss=f"{float(loss_sum) / (i + 1):.4f}", samples_s=f"{rate:,.0f}")
@@ -217,7 +254,7 @@ def _train(
             finally:
                 pipe.detach()  # the model's own forward again (validation, the next epoch's pipeline)
         bar.close()
-        dt = time.perf_counter() - t0
+        dt = time.perf_counter() - t0 - t_companion
         t_train += dt
         rows_trained += steps_per_epoch * cfg.batch_size
         train_loss = (loss_sum / steps_per_epoch).reshape(1)
@@ -234,7 +271,8 @@ def _train(
                     for k, v in evaluate_split(dmp, inputs, valid, cfg.eval_batch_size, ctx).items()
                 }
             )
-            current = record["valid_logloss"]
+            # lower is better: the logloss, or minus the AUC
+            current = record["valid_logloss"] if cfg.monitor == "logloss" else -record["valid_auc"]
         else:
             current = -epoch  # no validation split: the last epoch is the best
         if current < state["best_logloss"] - cfg.min_delta:
@@ -244,6 +282,8 @@ def _train(
         state["epoch"] = epoch
         state["history"].append(record)
         state["stopped_early"] = state["bad_epochs"] > cfg.patience
+        if companion is not None:
+            companion.end_epoch(epoch)
         if ctx.is_main:
             shown = ", ".join(
                 f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"

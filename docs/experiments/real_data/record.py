@@ -51,19 +51,24 @@ def teacher_split_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def served_split_metrics(run_dir: Path, split: str, *, chunk: int = 2048) -> dict[str, dict[str, float]]:
-    """AUC, logloss and per-user GAUC of every served artefact of the run on ``split`` (in process,
-    the same predictors the evaluate stage loads)."""
+    """AUC, logloss and per-user GAUC of every exported artefact of the run on ``split`` (in process,
+    the same predictors the evaluate stage loads). On ``valid`` the evaluate stage writes these
+    itself (``evaluation.json``: ``models.<name>.valid``); they are read from there when present."""
+    evaluation = run_dir / "evaluation.json"
+    if split == "valid" and evaluation.exists():
+        models = json.loads(evaluation.read_text())["models"]
+        if all("valid" in v for v in models.values()):
+            return {m: dict(v["valid"]) for m, v in models.items()}
     from recdistill.data.raw import raw_batch_from_frame, targets_from_frame
     from recdistill.metrics.classification import gauc, logloss
-    from recdistill.serving.predictors import load_predictor
+    from recdistill.predictors.registry import load_predictor
 
     schema = Schema.load(run_dir / "data")
     df = pl.read_parquet(run_dir / "data" / f"{split}.parquet")
     targets = targets_from_frame(df, schema)
-    dirs = {"teacher": run_dir / "teacher" / "serving"}
-    dirs.update({m: run_dir / "students" / m / "serving" for m in MODELS[1:]})
     out: dict[str, dict[str, float]] = {}
-    for name, d in dirs.items():
+    for name in MODELS:
+        d = run_dir / "export" / name
         if not d.is_dir():
             continue
         predictor = load_predictor(d)
@@ -119,6 +124,11 @@ def build_record(
         "valid_students": student_valid_metrics(manifest),
         "valid_served": served_split_metrics(run_dir, "valid"),
         "seconds": {s: v.get("seconds") for s, v in manifest["stages"].items()},
+        "selection": {k: v.get("served") for k, v in evaluation.get("selection", {}).items()},
+        "config_used": {
+            k: manifest.get("config", {}).get(k)
+            for k in ("teacher", "soft_labels", "distill", "student_mlp", "gbdt", "search")
+        },
         "note": note,
     }
 

@@ -74,7 +74,7 @@ def born_again(
     out, data, pre = Path(out_dir), Path(data_dir), Path(preprocess_dir)
     t_start = time.perf_counter()
     gens: list[dict[str, Any]] = []
-    hard = DistillLossConfig(kind="hard")
+    hard = dataclasses.replace(loss_cfg, kind="hard")  # the hard twin's config: labels only
     for k in range(generations + 1):
         t0 = time.perf_counter()
         d = generation_dir(out, k)

@@ -66,6 +66,14 @@ def build_student(pre: Preprocessor, cfg: MlpStudentConfig) -> StudentMLP:
     )
 
 
+def student_optimizer(model: StudentMLP, cfg: MlpStudentConfig) -> torch.optim.Adam:
+    """Adam at ``cfg.lr`` for the dense layers and ``cfg.embedding_lr`` (or ``lr``) for the tables."""
+    sparse = [p for n, p in model.named_parameters() if n.startswith(("embeddings.", "biases."))]
+    dense = [p for n, p in model.named_parameters() if not n.startswith(("embeddings.", "biases."))]
+    groups: list[dict[str, Any]] = [{"params": dense}, {"params": sparse, "lr": cfg.embedding_lr or cfg.lr}]
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 class _Rows:
     """Training rows from one or two sources (train, transfer) gathered per batch without concatenating."""
 
@@ -210,8 +218,12 @@ def train_mlp(
     transfer: Split | None = None,
     out_dir: str | Path,
     progress: bool = True,
+    start_from: StudentMLP | None = None,
 ) -> dict[str, Any]:
     """Train, early-stop on validation AUC, write the best epoch to ``out_dir``; returns the metrics.
+
+    ``start_from``: continue training this model (built for ``pre`` and ``cfg``, e.g. by the
+    online joint loop) with a fresh optimiser, instead of a freshly initialised one.
 
     ``soft`` maps a split name (``train``, ``valid``, ``transfer``) to teacher logits FP32 ``[N]``
     aligned with that split (see :func:`recdistill.students.soft_labels.load_soft_labels`);
@@ -220,17 +232,14 @@ def train_mlp(
     """
     torch.set_num_threads(cfg.num_threads)
     rng = np.random.default_rng(cfg.seed)
-    model = build_student(pre, cfg)
+    model = build_student(pre, cfg) if start_from is None else start_from
     model.inputs.check_batch(train[0], "train")
     model.inputs.check_batch(valid[0], "valid")
     objective = build_loss(loss_cfg)
     ts = _training_set(train, transfer, soft, cfg, loss_cfg, model.inputs)
     t_valid = _soft(soft, "valid", len(valid[0]), required=False)
 
-    sparse = [p for n, p in model.named_parameters() if n.startswith(("embeddings.", "biases."))]
-    dense = [p for n, p in model.named_parameters() if not n.startswith(("embeddings.", "biases."))]
-    groups: list[dict[str, Any]] = [{"params": dense}, {"params": sparse, "lr": cfg.embedding_lr or cfg.lr}]
-    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = student_optimizer(model, cfg)
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
