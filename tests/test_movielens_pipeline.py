@@ -84,7 +84,11 @@ def test_movielens_subsample_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
 def test_more_folds_than_users_stops_before_any_teacher_trains(tmp_path: Path) -> None:
     from recdistill.errors import ConfigError
 
-    raw = {**CONFIG, "run_dir": str(tmp_path / "run"), "soft_labels": {"method": "out_of_fold", "folds": 500}}
+    raw = {
+        **CONFIG,
+        "run_dir": str(tmp_path / "run"),
+        "soft_labels": {"method": "out_of_fold", "folds": 500, "group_by": "user"},
+    }
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     from recdistill.config import load_config
