@@ -94,3 +94,17 @@ def reference_train(
             adam.step()
             step += 1
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class KilledError(Exception):
+    """Raised by :func:`kill_at`: a run killed mid-epoch."""
+
+
+def kill_at(epoch: int, step: int):  # type: ignore[no-untyped-def]
+    """An ``on_step`` hook that kills the run at ``(epoch, step)``."""
+
+    def hook(e: int, s: int) -> None:
+        if (e, s) == (epoch, step):
+            raise KilledError
+
+    return hook

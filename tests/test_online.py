@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from teacher_util import TINY_CFG, tiny_inputs, tiny_split
+from teacher_util import TINY_CFG, KilledError, kill_at, tiny_inputs, tiny_split
 from torch.distributed._shard.sharded_tensor import ShardedTensor
 
 from recdistill.config.data import GeneratorConfig
@@ -179,27 +179,15 @@ def test_stale_rows_are_the_unvisited_then_the_oldest(tmp_path: Path) -> None:
     assert student.stale_rows(1.0).tolist() == list(range(10))
 
 
-class _KilledError(Exception):
-    pass
-
-
-def _kill_at(epoch: int, step: int):  # type: ignore[no-untyped-def]
-    def hook(e: int, s: int) -> None:
-        if (e, s) == (epoch, step):
-            raise _KilledError
-
-    return hook
-
-
 def test_an_interrupted_joint_run_resumes_the_student_too(tmp_path: Path) -> None:
     train, valid = tiny_split(256, seed=0), tiny_split(200, seed=1)
     full = _companion(tmp_path / "w_full", train, valid)
     train_teacher(TINY_CFG, tiny_inputs(), train, valid, tmp_path / "full", progress=False, companion=full)
 
     work = tmp_path / "w_cut"
-    with pytest.raises(_KilledError):
+    with pytest.raises(KilledError):
         train_teacher(TINY_CFG, tiny_inputs(), train, valid, tmp_path / "cut", progress=False,
-                      on_step=_kill_at(2, 1), companion=_companion(work, train, valid))  # fmt: skip
+                      on_step=kill_at(2, 1), companion=_companion(work, train, valid))  # fmt: skip
     assert sorted(p.name for p in work.iterdir()) == ["epoch_1.pt"]
     resumed = _companion(work, train, valid)
     train_teacher(TINY_CFG, tiny_inputs(), train, valid, tmp_path / "cut", resume=True, progress=False,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from teacher_util import TINY_CFG, reference_train, tiny_inputs, tiny_split
+from teacher_util import TINY_CFG, KilledError, kill_at, reference_train, tiny_inputs, tiny_split
 
 from recdistill.data.batching import epoch_batches, epoch_rng
 from recdistill.errors import ArtefactError, ConfigError, DataError
@@ -95,18 +95,6 @@ def test_train_task_loss_decreases() -> None:
     assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.1
 
 
-class _KilledError(Exception):
-    pass
-
-
-def _kill_at(epoch: int, step: int):  # type: ignore[no-untyped-def]
-    def hook(e: int, s: int) -> None:
-        if (e, s) == (epoch, step):
-            raise _KilledError
-
-    return hook
-
-
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
     train, valid = tiny_split(256, seed=0), tiny_split(200, seed=1)
     full = train_teacher(TINY_CFG, tiny_inputs(), train, valid, tmp_path / "a", progress=False)
@@ -115,8 +103,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert (tmp_path / "a" / MODEL_FILE).exists()
 
     out = tmp_path / "b"
-    with pytest.raises(_KilledError):
-        train_teacher(TINY_CFG, tiny_inputs(), train, valid, out, progress=False, on_step=_kill_at(2, 1))
+    with pytest.raises(KilledError):
+        train_teacher(TINY_CFG, tiny_inputs(), train, valid, out, progress=False, on_step=kill_at(2, 1))
     assert not (out / MODEL_FILE).exists()
     assert sorted(p.name for p in (out / CHECKPOINTS).iterdir()) == ["epoch_0001"]  # epoch 2's work is lost
     (out / CHECKPOINTS / ".epoch_0002.tmp").mkdir()  # a write cut short by the kill

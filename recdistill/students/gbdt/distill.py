@@ -77,14 +77,9 @@ def distill_gbdt(
     transfer = None
     extra: dict[str, Any] = {}
     if not hard:
-        if not soft_dir:
-            raise ConfigError(
-                "distill-gbdt: soft labels are required unless --hard (the distilled student reads the teacher)"
-            )
-        from recdistill.students.soft_labels import has_soft_labels, read_manifest
+        from recdistill.students.soft_labels import has_soft_labels
 
-        teacher_hash = teacher_hash or read_manifest(soft_dir)["teacher_hash"]
-        assert teacher_hash is not None
+        soft_dir, teacher_hash = _soft_labels_of(soft_dir, teacher_hash)
         extra["teacher_hash"] = teacher_hash
         teacher_train = teacher_probs(soft_dir, "train", train_t, schema, teacher_hash)
         teacher_valid = teacher_probs(soft_dir, "valid", valid_t, schema, teacher_hash)
@@ -129,6 +124,20 @@ def gbdt_cluster(cfg: GbdtStudentConfig) -> Iterator[Client | None]:
         yield client
 
 
+def _soft_labels_of(soft_dir: str | Path | None, teacher_hash: str | None) -> tuple[str | Path, str]:
+    """The distilled student's soft-label folder and the hash of the teacher that wrote them."""
+    if not soft_dir:
+        raise ConfigError(
+            "distill-gbdt: soft labels are required unless --hard (the distilled student reads the teacher)"
+        )
+    from recdistill.students.soft_labels import read_manifest
+
+    found = teacher_hash or read_manifest(soft_dir)["teacher_hash"]
+    if found is None:
+        raise ConfigError(f"{soft_dir}: the soft-label manifest names no teacher_hash")
+    return soft_dir, str(found)
+
+
 def _distill_on_dask(
     data_dir: str | Path,
     soft_dir: str | Path | None,
@@ -143,13 +152,7 @@ def _distill_on_dask(
 
     extra: dict[str, Any] = {}
     if not hard:
-        if not soft_dir:
-            raise ConfigError(
-                "distill-gbdt: soft labels are required unless --hard (the distilled student reads the teacher)"
-            )
-        from recdistill.students.soft_labels import read_manifest
-
-        teacher_hash = teacher_hash or read_manifest(soft_dir)["teacher_hash"]
+        soft_dir, teacher_hash = _soft_labels_of(soft_dir, teacher_hash)
         extra["teacher_hash"] = teacher_hash
     if client is None:
         with gbdt_cluster(cfg) as own:
