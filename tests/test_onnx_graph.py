@@ -18,6 +18,7 @@ import onnx
 import polars as pl
 import pytest
 import torch
+from student_util import scramble_weights
 
 from recdistill.config.students import MlpStudentConfig
 from recdistill.data.batch import RawBatch
@@ -97,13 +98,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def student(pre: Preprocessor, **kw: Any) -> torch.nn.Module:
     cfg = replace(MlpStudentConfig(seed=0), **kw)
     model = build_student(pre, cfg)
-    with torch.no_grad():  # weights far from the initialisation, so every block moves the logit
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
-        for emb in model.embeddings.values():  # padding rows stay zero, as training keeps them
-            if emb.padding_idx is not None:
-                emb.weight[emb.padding_idx].zero_()
-    return model.eval()
+    return scramble_weights(model)
 
 
 def test_every_lookup_way_is_in_the_fixture(world: dict[str, Any]) -> None:
