@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import RESULTS, machine
+from _common import machine, write_result
 
 
 def main() -> int:
@@ -51,8 +51,7 @@ def main() -> int:
         "how_measured": "getrusage(RUSAGE_CHILDREN).ru_maxrss of the `recdistill generate` child process",
         "machine": machine(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "data_gen.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("data_gen", result)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import yaml
-from _common import RESULTS, machine
+from _common import machine, write_result
 
 PEAK_RSS_LIMIT_MIB = 3 * 1024
 N_INT, N_CAT = 13, 26
@@ -136,8 +136,7 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "data_tsv.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("data_tsv", result)
     print(json.dumps(result, indent=2))
     return 0
 
