@@ -77,6 +77,7 @@ def test_movielens_subsample_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     assert all(p["max_abs_diff"] <= 1e-5 for p in summary["parity"].values())
     report = (run / "report.md").read_text()
     assert "## Did distillation pay off?" in report and "embedding-MLP student" in report
+    assert "Chosen by soft_labels.method: out_of_fold." in report  # the cross-fit stage's record
     rec = read_json(run / "recommendation.json")
     assert rec["text"] and json.dumps(rec)
 

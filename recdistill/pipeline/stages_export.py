@@ -16,9 +16,10 @@ from recdistill.data.readers import read_frame
 from recdistill.data.splits import split_path
 from recdistill.io_utils import atomic_write_json, read_json, tree_sha256
 from recdistill.pipeline.context import RunContext
+from recdistill.pipeline.manifest import Manifest
 from recdistill.pipeline.run_models import MODELS, choose_served, train_seconds, version_dirs
 from recdistill.pipeline.stages import DATA_CODE, Stage
-from recdistill.pipeline.stages_models import GBDT_STUDENTS, mlp_students, soft_label_method
+from recdistill.pipeline.stages_models import GBDT_STUDENTS, mlp_students
 
 MLP_PARITY_ROWS = 1000  # validation rows every exported MLP is checked on (ONNX vs PyTorch, served path)
 GBDT_PARITY_ROWS = 2048  # validation rows every exported GBDT is checked on (compiled vs Booster)
@@ -156,10 +157,10 @@ def _report_inputs(ctx: RunContext) -> dict[str, str]:
 
 
 def _soft_label_why(ctx: RunContext) -> str | None:
-    try:
-        return soft_label_method(ctx)[1]
-    except ValueError:  # auto without a trained teacher (soft labels written by another run)
-        return None
+    """Why the training rows' soft labels were made as they were, as the cross-fit stage recorded it."""
+    rec = Manifest.load(ctx.run_dir).stages.get("cross-fit")
+    why = rec.metrics.get("why") if rec is not None else None
+    return None if why is None else str(why)
 
 
 def training_choices(ctx: RunContext) -> dict[str, Any]:

@@ -41,10 +41,10 @@ def choose_method(cfg: SoftLabelConfig, teacher_meta: Mapping[str, Any] | None) 
         return cfg.method, f"soft_labels.method: {cfg.method}"
     if teacher_meta is None:
         raise ValueError("soft_labels.method auto needs the trained teacher's history (teacher.json)")
-    m = memorisation(teacher_meta.get("history", []), int(teacher_meta.get("best_epoch", 1)))
+    kept = int(teacher_meta.get("best_epoch", 1))
+    m = memorisation(teacher_meta.get("history", []), kept)
     if m is None:
         return "in_sample", "auto: no validation split to measure the teacher's memorisation"
-    kept = int(teacher_meta.get("best_epoch", 1))
     verdict = "above" if m > cfg.memorisation_threshold else "not above"
     why = (
         f"auto: the teacher's memorisation at its kept epoch {kept} is {m:.3f}, {verdict} "
